@@ -1,0 +1,124 @@
+//! Kafka clients configured the way Circulatory needs them.
+//!
+//! The producer is durable by construction (`acks=all`, idempotence on, bounded local queue and
+//! delivery timeout), so "202 only after the broker acknowledged" is a property of the client,
+//! not of each call site.
+
+use std::time::Duration;
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+
+/// Connection settings shared by every Kafka client of a process.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list.
+    pub bootstrap_servers: String,
+    /// Identifies this process in broker logs and quotas.
+    pub client_id: String,
+    /// Extra librdkafka properties (`security.protocol`, `sasl.*`, ...), applied last.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    pub fn new(bootstrap_servers: impl Into<String>, client_id: impl Into<String>) -> KafkaConfig {
+        KafkaConfig {
+            bootstrap_servers: bootstrap_servers.into(),
+            client_id: client_id.into(),
+            overrides: Vec::new(),
+        }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", &self.client_id);
+        config
+    }
+
+    fn finish(&self, mut config: ClientConfig) -> ClientConfig {
+        for (key, value) in &self.overrides {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+/// Producer tuning; the defaults favour durability, then latency.
+#[derive(Debug, Clone)]
+pub struct ProducerSettings {
+    /// How long a record may wait for the broker's acknowledgement before it fails. Bounds how
+    /// long a caller can wait when the cluster is down.
+    pub delivery_timeout: Duration,
+    /// Time to wait for more records to fill a batch.
+    pub linger: Duration,
+    /// Bound on records queued in the client; a full queue is backpressure, not growth.
+    pub max_queued_messages: u32,
+    /// `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    pub compression: String,
+}
+
+impl Default for ProducerSettings {
+    fn default() -> Self {
+        ProducerSettings {
+            delivery_timeout: Duration::from_secs(10),
+            linger: Duration::from_millis(5),
+            max_queued_messages: 100_000,
+            compression: "zstd".into(),
+        }
+    }
+}
+
+/// An idempotent producer with `acks=all`.
+pub fn producer(
+    kafka: &KafkaConfig,
+    settings: &ProducerSettings,
+) -> Result<FutureProducer, KafkaError> {
+    let mut config = kafka.base();
+    config
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("compression.type", &settings.compression)
+        .set("linger.ms", settings.linger.as_millis().to_string())
+        .set(
+            "message.timeout.ms",
+            settings.delivery_timeout.as_millis().to_string(),
+        )
+        .set(
+            "queue.buffering.max.messages",
+            settings.max_queued_messages.to_string(),
+        );
+    kafka.finish(config).create()
+}
+
+/// An admin client for topic management.
+pub fn admin(kafka: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+    kafka.finish(kafka.base()).create()
+}
+
+/// A consumer that reads without a group (tail, inspection): no offsets are ever committed.
+pub fn reader(kafka: &KafkaConfig) -> Result<BaseConsumer, KafkaError> {
+    let mut config = kafka.base();
+    config
+        .set("group.id", format!("{}-reader", kafka.client_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false");
+    kafka.finish(config).create()
+}
+
+/// Fetches cluster metadata for `topic` (or all topics) without blocking the runtime.
+pub async fn fetch_metadata(
+    consumer: std::sync::Arc<BaseConsumer>,
+    topic: Option<String>,
+    timeout: Duration,
+) -> Result<rdkafka::metadata::Metadata, KafkaError> {
+    tokio::task::spawn_blocking(move || consumer.fetch_metadata(topic.as_deref(), timeout))
+        .await
+        .map_err(|_| KafkaError::Canceled)?
+}

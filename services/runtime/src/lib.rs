@@ -1,0 +1,20 @@
+//! Circulatory's shared runtime: everything the services and the `circ` CLI have in common.
+//!
+//! - [`topology`]: `topics.yaml`, parsed and validated (every problem reported at once).
+//! - [`catalog`]: the topology joined with the Avro schemas; topics, subjects, routing.
+//! - [`codec`]: JSON ⇄ Avro with precise, path-addressed errors.
+//! - [`registry`]: the Confluent-compatible schema registry and the wire format.
+//! - [`cloudevents`]: CloudEvents binary-mode headers, built and parsed in one place.
+//! - [`kafka`], [`topics`], [`publisher`]: clients, topic management, durable publishing.
+//! - [`db`]: PostgreSQL pool and the embedded migrations.
+
+pub mod catalog;
+pub mod cloudevents;
+pub mod codec;
+pub mod db;
+pub mod duration;
+pub mod kafka;
+pub mod publisher;
+pub mod registry;
+pub mod topics;
+pub mod topology;

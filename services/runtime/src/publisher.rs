@@ -1,0 +1,233 @@
+//! Publishing domain events: validate JSON against the catalog, encode in wire format, produce
+//! with CloudEvents headers, and answer only once the broker acknowledged.
+//!
+//! Validation is separate from publishing and does no I/O, so a batch can be checked whole before
+//! any of it is produced: a batch with one bad event produces nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apache_avro::types::Value;
+use chrono::{DateTime, Utc};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+
+use crate::catalog::{Catalog, EventType};
+use crate::cloudevents::EventMetadata;
+use crate::codec::{self, FieldError};
+use crate::registry::{RegistryError, SchemaRegistry};
+
+/// An event as a client submits it.
+#[derive(Debug, Clone, Default)]
+pub struct EventDraft {
+    pub event_type: String,
+    pub data: serde_json::Value,
+    /// Event id; generated (UUIDv7) when absent.
+    pub id: Option<String>,
+    pub subject: Option<String>,
+    pub time: Option<DateTime<Utc>>,
+    pub source: Option<String>,
+    pub correlation_id: Option<String>,
+    pub request_id: Option<String>,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+}
+
+/// A draft that passed validation: routed, keyed and converted to Avro.
+#[derive(Debug, Clone)]
+pub struct ValidatedEvent {
+    pub metadata: EventMetadata,
+    pub event: EventType,
+    pub value: Value,
+    /// Partition key (`None` for ephemeral types).
+    pub key: Option<String>,
+}
+
+/// What the broker acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Delivered {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Why a draft was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("unknown event type `{0}`")]
+    UnknownType(String),
+    #[error("`data` does not match the schema of `{event_type}`")]
+    Schema {
+        event_type: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("invalid attribute `{attribute}`: {message}")]
+    Attribute {
+        attribute: &'static str,
+        message: String,
+    },
+}
+
+/// Why a validated event was not published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("`{0}` is ephemeral: it is broadcast on Redis, never written to Kafka")]
+    Ephemeral(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("kafka: {0}")]
+    Kafka(KafkaError),
+}
+
+impl PublishError {
+    /// Whether retrying later may succeed (cluster or registry down, queue full, timeouts).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PublishError::Ephemeral(_) => false,
+            PublishError::Registry(e) => e.is_transient(),
+            PublishError::Kafka(e) => !matches!(
+                e.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::MessageSizeTooLarge
+                        | RDKafkaErrorCode::InvalidMessage
+                        | RDKafkaErrorCode::TopicAuthorizationFailed
+                        | RDKafkaErrorCode::InvalidRecord
+                )
+            ),
+        }
+    }
+}
+
+/// Longest attribute value (id, subject, source) accepted.
+pub const MAX_ATTRIBUTE_LEN: usize = 256;
+
+fn check_attribute(attribute: &'static str, value: &Option<String>) -> Result<(), ValidationError> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > MAX_ATTRIBUTE_LEN => Err(ValidationError::Attribute {
+            attribute,
+            message: format!("must be 1 to {MAX_ATTRIBUTE_LEN} bytes"),
+        }),
+        Some(v) if v.chars().any(char::is_control) => Err(ValidationError::Attribute {
+            attribute,
+            message: "must not contain control characters".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Publishes events of one catalog.
+pub struct EventPublisher {
+    catalog: Arc<Catalog>,
+    registry: Arc<SchemaRegistry>,
+    producer: FutureProducer,
+    source: String,
+    enqueue_timeout: Duration,
+}
+
+impl EventPublisher {
+    /// `source` is the CloudEvents source of events this process publishes, e.g. `/circulatory/ingest`.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        registry: Arc<SchemaRegistry>,
+        producer: FutureProducer,
+        source: impl Into<String>,
+    ) -> EventPublisher {
+        EventPublisher {
+            catalog,
+            registry,
+            producer,
+            source: source.into(),
+            enqueue_timeout: Duration::from_secs(1),
+        }
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Checks a draft against the catalog and its schema; no I/O.
+    pub fn validate(&self, draft: EventDraft) -> Result<ValidatedEvent, ValidationError> {
+        let event = self
+            .catalog
+            .event(&draft.event_type)
+            .ok_or_else(|| ValidationError::UnknownType(draft.event_type.clone()))?;
+        check_attribute("id", &draft.id)?;
+        check_attribute("subject", &draft.subject)?;
+        check_attribute("source", &draft.source)?;
+        let value = codec::json_to_avro(&event.schema, &draft.data).map_err(|errors| {
+            ValidationError::Schema {
+                event_type: draft.event_type.clone(),
+                errors,
+            }
+        })?;
+        let key = match &event.route.partition_key {
+            Some(field) => Some(codec::record_field_string(&value, field).ok_or_else(|| {
+                ValidationError::Schema {
+                    event_type: draft.event_type.clone(),
+                    errors: vec![FieldError {
+                        path: format!("/{field}"),
+                        message: "the partition key must be a non-null string".into(),
+                    }],
+                }
+            })?),
+            None => None,
+        };
+        Ok(ValidatedEvent {
+            metadata: EventMetadata {
+                id: draft.id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+                source: draft.source.unwrap_or_else(|| self.source.clone()),
+                event_type: draft.event_type,
+                time: draft.time.unwrap_or_else(Utc::now),
+                subject: draft.subject,
+                traceparent: draft.traceparent,
+                tracestate: draft.tracestate,
+                correlation_id: draft.correlation_id,
+                request_id: draft.request_id,
+            },
+            event: event.clone(),
+            value,
+            key,
+        })
+    }
+
+    /// Encodes and produces one validated event; resolves once the broker acknowledged it.
+    pub async fn publish(&self, event: ValidatedEvent) -> Result<Delivered, PublishError> {
+        let Some(topic) = event.event.topic.clone() else {
+            return Err(PublishError::Ephemeral(event.metadata.event_type));
+        };
+        let payload = self.registry.encode(&event.event, event.value).await?;
+        let headers = event.metadata.to_headers();
+        let mut record = FutureRecord::to(&topic).payload(&payload).headers(headers);
+        if let Some(key) = &event.key {
+            record = record.key(key);
+        }
+        let delivery = self
+            .producer
+            .send(record, Timeout::After(self.enqueue_timeout))
+            .await
+            .map_err(|(e, _)| PublishError::Kafka(e))?;
+        Ok(Delivered {
+            id: event.metadata.id,
+            event_type: event.metadata.event_type,
+            topic,
+            partition: delivery.partition,
+            offset: delivery.offset,
+        })
+    }
+
+    /// Publishes several events concurrently; results keep the input order.
+    pub async fn publish_all(
+        &self,
+        events: Vec<ValidatedEvent>,
+    ) -> Vec<Result<Delivered, PublishError>> {
+        futures::future::join_all(events.into_iter().map(|e| self.publish(e))).await
+    }
+}
