@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, FromClientConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
@@ -101,8 +101,9 @@ pub fn admin(kafka: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>, K
     kafka.finish(kafka.base()).create()
 }
 
-/// A consumer that reads without a group (tail, inspection): no offsets are ever committed.
-pub fn reader(kafka: &KafkaConfig) -> Result<BaseConsumer, KafkaError> {
+/// A consumer that reads by assignment (tail, inspection, metadata): no offsets are ever
+/// committed, so it never disturbs a consumer group.
+pub fn reader<C: FromClientConfig>(kafka: &KafkaConfig) -> Result<C, KafkaError> {
     let mut config = kafka.base();
     config
         .set("group.id", format!("{}-reader", kafka.client_id))

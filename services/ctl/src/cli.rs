@@ -1,0 +1,157 @@
+//! Command-line shape. Every connection setting has an environment variable, so a shell that
+//! sourced the local stack's `env` file needs no flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "circ",
+    version,
+    about = "Operate Circulatory: topics, schemas, events."
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// The topology file.
+    #[arg(
+        long,
+        env = "CIRC_TOPOLOGY",
+        default_value = "topics.yaml",
+        global = true
+    )]
+    pub(crate) topology: PathBuf,
+    /// The folder of Avro schemas (`<domain>/<event.type>.avsc`).
+    #[arg(long, env = "CIRC_SCHEMAS", default_value = "schemas", global = true)]
+    pub(crate) schemas: PathBuf,
+    /// Prefix for every topic (`<namespace>.<domain>.<tier>`): isolated environments on a shared cluster.
+    #[arg(long, env = "CIRC_NAMESPACE", global = true)]
+    pub(crate) namespace: Option<String>,
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "CIRC_KAFKA_BOOTSTRAP",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
+    pub(crate) bootstrap: String,
+    /// Confluent-compatible schema registry API.
+    #[arg(
+        long,
+        env = "CIRC_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081/apis/ccompat/v7",
+        global = true
+    )]
+    pub(crate) registry: String,
+    /// Timeout of each Kafka admin or registry call, in seconds.
+    #[arg(long, env = "CIRC_TIMEOUT_SECS", default_value_t = 15, global = true)]
+    pub(crate) timeout_secs: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// List every event type with its topic, partition key and flags.
+    Catalog {
+        /// Print the full catalog (with schemas) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the cluster with the catalog, or make it match.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// Check schemas against the registry, or register them.
+    Schemas {
+        #[command(subcommand)]
+        action: SchemasAction,
+    },
+    /// Validate, encode and publish one event; prints where the broker stored it.
+    Produce(ProduceArgs),
+    /// Print a topic's records as JSON lines, decoded, with their headers.
+    Tail(TailArgs),
+    /// Database operations.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TopicSettings {
+    /// Replication factor to use instead of the declared one (1 on a single local broker).
+    #[arg(long, env = "CIRC_REPLICATION_FACTOR")]
+    pub(crate) replication_factor: Option<i32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TopicsAction {
+    /// Show what `apply` would change; exit code 2 when the cluster differs.
+    Plan(TopicSettings),
+    /// Create missing topics, raise partition counts, realign drifted configs.
+    Apply {
+        #[command(flatten)]
+        settings: TopicSettings,
+        /// Also delete topics of the project's shape that the catalog no longer declares.
+        #[arg(long)]
+        prune: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SchemasAction {
+    /// Check every schema against its subject's registered versions.
+    Check,
+    /// Set FULL_TRANSITIVE compatibility and register every schema.
+    Register,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ProduceArgs {
+    /// Event type, e.g. `video.uploaded`.
+    pub(crate) event_type: String,
+    /// The event's `data` as JSON.
+    #[arg(long)]
+    pub(crate) data: String,
+    /// Event id (default: a new UUIDv7).
+    #[arg(long)]
+    pub(crate) id: Option<String>,
+    /// CloudEvents subject.
+    #[arg(long)]
+    pub(crate) subject: Option<String>,
+    /// Correlation id carried in the `correlation_id` header.
+    #[arg(long)]
+    pub(crate) correlation_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TailArgs {
+    /// Topic to read (the namespace is not applied: give the full name).
+    pub(crate) topic: String,
+    /// Start at the oldest record instead of new ones.
+    #[arg(long)]
+    pub(crate) from_beginning: bool,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub(crate) max: Option<u64>,
+    /// Stop after this many seconds without a record.
+    #[arg(long)]
+    pub(crate) idle_secs: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DbAction {
+    /// Apply pending migrations.
+    Migrate {
+        /// PostgreSQL URL.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+}

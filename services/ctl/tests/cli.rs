@@ -1,0 +1,242 @@
+//! `circ` as an operator runs it, against the real local stack, each test in a fresh namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use circulatory::topics::TopicAdmin;
+use circulatory_testkit::{fresh_namespace, repo_root, sample_data, TestEnv};
+
+fn circ(namespace: &str, args: &[&str]) -> Output {
+    circ_in(&repo_root(), namespace, args)
+}
+
+/// Runs `circ` with `root` holding `topics.yaml` and `schemas/`.
+fn circ_in(root: &Path, namespace: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_circ"))
+        .args(args)
+        .env("CIRC_TOPOLOGY", root.join("topics.yaml"))
+        .env("CIRC_SCHEMAS", root.join("schemas"))
+        .env("CIRC_NAMESPACE", namespace)
+        .env("CIRC_KAFKA_BOOTSTRAP", circulatory_testkit::bootstrap())
+        .env("CIRC_REGISTRY_URL", circulatory_testkit::registry_url())
+        .env("CIRC_LOG", "error")
+        .output()
+        .expect("circ runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        stdout(output),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test]
+async fn topics_apply_creates_every_topic_and_is_a_noop_the_second_time() {
+    let namespace = fresh_namespace();
+    let env = TestEnv::new();
+    let catalog = env
+        .catalog
+        .as_ref()
+        .clone()
+        .with_namespace(Some(&namespace))
+        .unwrap();
+    let wanted = catalog.topic_specs(Some(1));
+
+    let plan = circ(&namespace, &["topics", "plan", "--replication-factor", "1"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(2),
+        "plan differs: {}",
+        describe(&plan)
+    );
+    assert!(stdout(&plan).contains(&format!("{} to create", wanted.len())));
+
+    let first = circ(
+        &namespace,
+        &["topics", "apply", "--replication-factor", "1"],
+    );
+    assert!(first.status.success(), "{}", describe(&first));
+    assert!(stdout(&first).contains(&format!("applied: {} created", wanted.len())));
+
+    let second = circ(
+        &namespace,
+        &["topics", "apply", "--replication-factor", "1"],
+    );
+    assert!(second.status.success(), "{}", describe(&second));
+    assert!(
+        stdout(&second).contains("nothing to do"),
+        "{}",
+        describe(&second)
+    );
+    assert!(stdout(&second).contains(&format!("{} unchanged", wanted.len())));
+
+    let existing = TopicAdmin::new(&env.kafka, Duration::from_secs(15))
+        .unwrap()
+        .existing()
+        .await
+        .unwrap();
+    for group in catalog.topology().groups.values() {
+        let dlq = format!("{namespace}.{}.dlq", group.name);
+        assert!(existing.contains_key(&dlq), "{dlq} missing");
+        for delay in &group.retry_delays {
+            let retry = catalog.topic_name(&group.retry_topic_base(*delay));
+            assert!(existing.contains_key(&retry), "{retry} missing");
+        }
+    }
+    let payments = &existing[&format!("{namespace}.payments.critical")];
+    assert_eq!(
+        payments.configs["retention.ms"],
+        (30u64 * 86_400_000).to_string()
+    );
+}
+
+#[tokio::test]
+async fn produce_then_tail_shows_the_decoded_event_with_its_headers() {
+    let env = TestEnv::new();
+    let topic = env.topic_of("comment.added");
+    env.create_topics(&[&topic]).await;
+    let data = sample_data(&env.catalog.event("comment.added").unwrap().schema_json);
+
+    let produced = circ(
+        &env.namespace,
+        &[
+            "produce",
+            "comment.added",
+            "--data",
+            &data.to_string(),
+            "--correlation-id",
+            "corr-cli",
+        ],
+    );
+    assert!(produced.status.success(), "{}", describe(&produced));
+    let delivered: serde_json::Value = serde_json::from_str(stdout(&produced).trim()).unwrap();
+    assert_eq!(delivered["topic"], topic);
+
+    let tailed = circ(
+        &env.namespace,
+        &[
+            "tail",
+            &topic,
+            "--from-beginning",
+            "--max",
+            "1",
+            "--idle-secs",
+            "20",
+        ],
+    );
+    assert!(tailed.status.success(), "{}", describe(&tailed));
+    let line: serde_json::Value = serde_json::from_str(stdout(&tailed).trim()).unwrap();
+    assert_eq!(line["data"], data);
+    assert_eq!(line["offset"], delivered["offset"]);
+    assert_eq!(line["key"], data["postId"]);
+    assert_eq!(line["headers"]["ce_type"], "comment.added");
+    assert_eq!(line["headers"]["ce_id"], delivered["id"]);
+    assert_eq!(line["headers"]["ce_specversion"], "1.0");
+    assert_eq!(line["headers"]["content-type"], "application/avro");
+    assert_eq!(line["headers"]["correlation_id"], "corr-cli");
+    assert_eq!(line["record"], "circulatory.content.CommentAdded");
+}
+
+#[test]
+fn produce_reports_every_schema_violation_and_exits_65() {
+    let output = circ(
+        &fresh_namespace(),
+        &[
+            "produce",
+            "payment.initiated",
+            "--data",
+            r#"{"amountMinor":"5","extra":1}"#,
+        ],
+    );
+    assert_eq!(output.status.code(), Some(65), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/amountMinor: expected integer, found string"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("/extra: unknown field"), "{stderr}");
+    assert!(
+        stderr.contains("/paymentId: missing required field"),
+        "{stderr}"
+    );
+}
+
+/// A private copy of the repository's declaration, to change without touching the real one.
+fn copy_declaration(namespace: &str) -> PathBuf {
+    let root = std::env::temp_dir().join(format!("circ-{namespace}"));
+    let copy = |from: &Path, to: &Path| {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let target = to.join(entry.file_name());
+            if entry.path().is_dir() {
+                std::fs::create_dir_all(&target).unwrap();
+                for file in std::fs::read_dir(entry.path()).unwrap().flatten() {
+                    std::fs::copy(file.path(), target.join(file.file_name())).unwrap();
+                }
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    };
+    copy(&repo_root().join("schemas"), &root.join("schemas"));
+    std::fs::copy(repo_root().join("topics.yaml"), root.join("topics.yaml")).unwrap();
+    root
+}
+
+#[test]
+fn schemas_register_then_an_incompatible_copy_is_rejected_with_the_reason() {
+    let namespace = fresh_namespace();
+    let registered = circ(&namespace, &["schemas", "register"]);
+    assert!(registered.status.success(), "{}", describe(&registered));
+    assert!(stdout(&registered).contains("registered with FULL_TRANSITIVE"));
+    let check = circ(&namespace, &["schemas", "check"]);
+    assert!(check.status.success(), "{}", describe(&check));
+
+    let root = copy_declaration(&namespace);
+    let path = root.join("schemas/payments/payment.initiated.avsc");
+    let mut schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // Changing a field's type breaks every reader and writer: FULL_TRANSITIVE must refuse it.
+    for field in schema["fields"].as_array_mut().unwrap() {
+        if field["name"] == "amountMinor" {
+            field["type"] = serde_json::json!("string");
+        }
+    }
+    std::fs::write(&path, schema.to_string()).unwrap();
+
+    let check = circ_in(&root, &namespace, &["schemas", "check"]);
+    assert_ne!(check.status.code(), Some(0), "{}", describe(&check));
+    assert!(stdout(&check).contains("rejected"), "{}", describe(&check));
+    let register = circ_in(&root, &namespace, &["schemas", "register"]);
+    assert_eq!(register.status.code(), Some(65), "{}", describe(&register));
+    let out = stdout(&register);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("rejected") && l.contains("PaymentInitiated"))
+        .unwrap_or_else(|| panic!("{}", describe(&register)));
+    assert!(
+        line.len() > "rejected ".len() + 60,
+        "the registry's reason is shown: {line}"
+    );
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn a_broken_topology_lists_every_problem_and_exits_65() {
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../runtime/tests/fixtures/broken");
+    let output = circ_in(&fixture, "unused", &["catalog"]);
+    assert_eq!(output.status.code(), Some(65), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("problem(s) in the topology"), "{stderr}");
+    assert!(stderr.contains("unknown tier `urgent`"), "{stderr}");
+    assert!(stderr.contains("strictly increasing"), "{stderr}");
+}
