@@ -6,12 +6,30 @@ STATE_DIR=$ROOT/.stack
 
 # The services scripts/up runs, as "name:binary". Each is a binary of the workspace that runs until
 # SIGTERM; its log goes to .stack/logs/<name>.log.
-SERVICES=()
+SERVICES=(
+  "ingest:ingest"
+)
+
+# Where each service answers /readyz (checked after starting it).
+service_port() {
+  case $1 in
+    ingest) echo "${CIRC_INGEST_PORT:-8080}" ;;
+  esac
+}
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 load_stack_env() {
   eval "$("$ROOT/scripts/stack" env)"
+  # A development token secret, made once per checkout; `circ token` mints tokens with it.
+  if [[ ! -s $STATE_DIR/jwt-secret ]]; then
+    mkdir -p "$STATE_DIR"
+    (umask 077 && head -c 36 /dev/urandom | base64 | tr -d '/+=\n' >"$STATE_DIR/jwt-secret")
+  fi
+  CIRC_JWT_SECRET=$(<"$STATE_DIR/jwt-secret")
+  export CIRC_JWT_SECRET
+  export CIRC_INGEST_LISTEN=127.0.0.1:${CIRC_INGEST_PORT:-8080}
+  export CIRC_OBJECT_STORE=$STATE_DIR/objects
 }
 
 # provision CIRC: bring PostgreSQL, Kafka and the registry in line with migrations/, topics.yaml and
@@ -41,6 +59,25 @@ start_services() {
     echo $! >"$pidf"
     printf 'started %s (pid %s, log .stack/logs/%s.log)\n' "$name" "$!" "$name" >&2
   done
+  for spec in "${SERVICES[@]}"; do
+    wait_service "${spec%%:*}"
+  done
+}
+
+# Waits for a service's /readyz, failing with the end of its log.
+wait_service() {
+  local name=$1 port deadline=$((SECONDS + 60))
+  port=$(service_port "$name")
+  [[ -n $port ]] || return 0
+  until curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)) || ! kill -0 "$(<"$STATE_DIR/run/svc-$name.pid")" 2>/dev/null; then
+      printf 'error: %s is not ready; last lines of .stack/logs/%s.log:\n' "$name" "$name" >&2
+      tail -n 20 "$STATE_DIR/logs/$name.log" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+  printf '%s ready on 127.0.0.1:%s\n' "$name" "$port" >&2
 }
 
 stop_services() {
@@ -56,9 +93,8 @@ stop_services() {
 }
 
 list_services() {
-  if ((${#SERVICES[@]} == 0)); then
-    printf 'Services: none yet; the circ CLI is at target/release/circ\n'
-  else
-    printf 'Services: %s\n' "${SERVICES[*]%%:*}"
-  fi
+  printf 'Services: %s (logs in .stack/logs/)\n' "${SERVICES[*]%%:*}"
+  printf 'Ingest API: http://127.0.0.1:%s (OpenAPI at /openapi.json)\n' "${CIRC_INGEST_PORT:-8080}"
+  # shellcheck disable=SC2016 # printed for the reader to run, not expanded here
+  printf 'A token:    TOKEN=$(target/release/circ token --sub dev --events "*" --secret "$(cat .stack/jwt-secret)")\n'
 }

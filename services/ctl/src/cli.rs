@@ -77,6 +77,8 @@ pub(crate) enum Command {
     Produce(ProduceArgs),
     /// Print a topic's records as JSON lines, decoded, with their headers.
     Tail(TailArgs),
+    /// Mint a development bearer token (HS256 with CIRC_JWT_SECRET).
+    Token(TokenArgs),
     /// Database operations.
     Db {
         #[command(subcommand)]
@@ -144,6 +146,28 @@ pub(crate) struct TailArgs {
     /// Stop after this many seconds without a record.
     #[arg(long)]
     pub(crate) idle_secs: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    /// The principal (client id, or user id).
+    #[arg(long)]
+    pub(crate) sub: String,
+    /// Event types it may publish: names, `prefix.*` or `*` (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) events: Vec<String>,
+    /// Domains whose every type it may publish (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) domains: Vec<String>,
+    /// Grant access to admin routes.
+    #[arg(long)]
+    pub(crate) admin: bool,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub(crate) ttl_secs: u64,
+    /// HS256 secret (at least 32 bytes).
+    #[arg(long, env = "CIRC_JWT_SECRET", hide_env_values = true)]
+    pub(crate) secret: String,
 }
 
 #[derive(Debug, Subcommand)]

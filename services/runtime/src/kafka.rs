@@ -89,6 +89,15 @@ pub fn producer(
             "message.timeout.ms",
             settings.delivery_timeout.as_millis().to_string(),
         )
+        // A request to a broker that went silent fails within the delivery timeout too.
+        .set(
+            "request.timeout.ms",
+            settings
+                .delivery_timeout
+                .as_millis()
+                .min(30_000)
+                .to_string(),
+        )
         .set(
             "queue.buffering.max.messages",
             settings.max_queued_messages.to_string(),

@@ -7,7 +7,10 @@
 //! - [`cloudevents`]: CloudEvents binary-mode headers, built and parsed in one place.
 //! - [`kafka`], [`topics`], [`publisher`]: clients, topic management, durable publishing.
 //! - [`db`]: PostgreSQL pool and the embedded migrations.
+//! - [`auth`]: bearer tokens (JWT), verified by every HTTP surface, minted by `circ token`.
+//! - [`realtime`]: broadcasts on Redis pub/sub.
 
+pub mod auth;
 pub mod catalog;
 pub mod cloudevents;
 pub mod codec;
@@ -15,6 +18,7 @@ pub mod db;
 pub mod duration;
 pub mod kafka;
 pub mod publisher;
+pub mod realtime;
 pub mod registry;
 pub mod topics;
 pub mod topology;

@@ -126,6 +126,9 @@ pub struct EventPublisher {
     producer: FutureProducer,
     source: String,
     enqueue_timeout: Duration,
+    /// Hard bound on one publish, enqueue to acknowledgement. librdkafka's own message timeout
+    /// does not always apply to records already in flight to a broker that went away.
+    publish_timeout: Duration,
 }
 
 impl EventPublisher {
@@ -142,7 +145,16 @@ impl EventPublisher {
             producer,
             source: source.into(),
             enqueue_timeout: Duration::from_secs(1),
+            publish_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// Bounds each publish to `timeout` (the producer's delivery timeout plus a margin); past it
+    /// the publish fails as timed out. The record may still be delivered later, which is why
+    /// clients retry with the same event id and consumers deduplicate by it.
+    pub fn with_publish_timeout(mut self, timeout: Duration) -> EventPublisher {
+        self.publish_timeout = timeout;
+        self
     }
 
     pub fn catalog(&self) -> &Arc<Catalog> {
@@ -209,11 +221,18 @@ impl EventPublisher {
         if let Some(key) = &event.key {
             record = record.key(key);
         }
-        let delivery = self
-            .producer
-            .send(record, Timeout::After(self.enqueue_timeout))
-            .await
-            .map_err(|(e, _)| PublishError::Kafka(e))?;
+        let delivery = tokio::time::timeout(
+            self.publish_timeout,
+            self.producer
+                .send(record, Timeout::After(self.enqueue_timeout)),
+        )
+        .await
+        .map_err(|_| {
+            PublishError::Kafka(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut,
+            ))
+        })?
+        .map_err(|(e, _)| PublishError::Kafka(e))?;
         Ok(Delivered {
             id: event.metadata.id,
             event_type: event.metadata.event_type,

@@ -16,6 +16,7 @@ mod db;
 mod produce;
 mod schemas;
 mod tail;
+mod token;
 mod topics;
 
 /// A failed command and the exit code it deserves (sysexits.h).
@@ -69,6 +70,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         }
         Command::Produce(args) => produce::run(global, load_catalog(global)?, args).await,
         Command::Tail(args) => tail::run(global, args).await,
+        Command::Token(args) => token::run(args),
         Command::Db { action } => db::run(action).await,
     }
 }

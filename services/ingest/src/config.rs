@@ -1,0 +1,145 @@
+//! The ingest API's configuration: flags with environment variables, every default shown in
+//! `--help`, every problem reported before exiting with code 64.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "ingest",
+    version,
+    about = "Circulatory ingest API: publish domain events over HTTP."
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "CIRC_INGEST_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The topology file.
+    #[arg(long, env = "CIRC_TOPOLOGY", default_value = "topics.yaml")]
+    pub topology: PathBuf,
+    /// The Avro schemas folder.
+    #[arg(long, env = "CIRC_SCHEMAS", default_value = "schemas")]
+    pub schemas: PathBuf,
+    /// Topic namespace (prefix) for isolated environments.
+    #[arg(long, env = "CIRC_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "CIRC_KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+    /// Confluent-compatible schema registry API.
+    #[arg(
+        long,
+        env = "CIRC_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081/apis/ccompat/v7"
+    )]
+    pub registry: String,
+    /// Redis (idempotency keys, ephemeral broadcasts).
+    #[arg(long, env = "CIRC_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis: String,
+    /// HS256 secret for bearer tokens (at least 32 bytes).
+    #[arg(long, env = "CIRC_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM file with the RS256 public key for bearer tokens.
+    #[arg(long, env = "CIRC_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Required `iss` claim, if set.
+    #[arg(long, env = "CIRC_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Largest request body for /v1/events, in bytes.
+    #[arg(long, env = "CIRC_INGEST_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest single event (`data` serialized), in bytes.
+    #[arg(long, env = "CIRC_INGEST_MAX_EVENT_BYTES", default_value_t = 256 * 1024)]
+    pub max_event_bytes: usize,
+    /// Most events in one batch.
+    #[arg(long, env = "CIRC_INGEST_MAX_BATCH", default_value_t = 500)]
+    pub max_batch: usize,
+    /// Requests handled at once; beyond this, requests are shed with 503.
+    #[arg(long, env = "CIRC_INGEST_MAX_CONCURRENCY", default_value_t = 1024)]
+    pub max_concurrency: usize,
+    /// Bound on a whole request, in milliseconds.
+    #[arg(long, env = "CIRC_INGEST_REQUEST_TIMEOUT_MS", default_value_t = 15_000)]
+    pub request_timeout_ms: u64,
+    /// How long a record may wait for the broker's acknowledgement, in milliseconds.
+    #[arg(long, env = "CIRC_INGEST_DELIVERY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub delivery_timeout_ms: u64,
+    /// How long an event id or Idempotency-Key is remembered, in seconds.
+    #[arg(
+        long,
+        env = "CIRC_INGEST_IDEMPOTENCY_WINDOW_SECS",
+        default_value_t = 86_400
+    )]
+    pub idempotency_window_secs: u64,
+    /// Events per second each client may publish (token bucket refill rate).
+    #[arg(long, env = "CIRC_INGEST_RATE_PER_SEC", default_value_t = 2_000)]
+    pub rate_per_sec: u32,
+    /// Token bucket size: the burst a client may send at once.
+    #[arg(long, env = "CIRC_INGEST_RATE_BURST", default_value_t = 4_000)]
+    pub rate_burst: u32,
+    /// Where uploaded videos are stored: a local folder, or `s3://bucket/prefix`
+    /// (credentials and endpoint from the usual AWS_* variables).
+    #[arg(long, env = "CIRC_OBJECT_STORE", default_value = ".stack/objects")]
+    pub object_store: String,
+    /// Largest video upload, in bytes (the seed's 1 GB).
+    #[arg(
+        long,
+        env = "CIRC_INGEST_MAX_UPLOAD_BYTES",
+        default_value_t = 1_000_000_000
+    )]
+    pub max_upload_bytes: u64,
+    /// CloudEvents `source` of events published here.
+    #[arg(
+        long,
+        env = "CIRC_INGEST_SOURCE",
+        default_value = "/circulatory/ingest"
+    )]
+    pub source: String,
+    /// How long shutdown waits for in-flight requests and the producer queue, in milliseconds.
+    #[arg(long, env = "CIRC_INGEST_DRAIN_MS", default_value_t = 10_000)]
+    pub drain_ms: u64,
+}
+
+impl Config {
+    /// Every problem with the configuration, not just the first.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.jwt_secret.is_none() && self.jwt_public_key_file.is_none() {
+            problems.push("set CIRC_JWT_SECRET (HS256) or CIRC_JWT_PUBLIC_KEY_FILE (RS256)".into());
+        }
+        if self.jwt_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            problems.push("CIRC_JWT_SECRET must be at least 32 bytes".into());
+        }
+        if let Some(path) = &self.jwt_public_key_file {
+            if !path.is_file() {
+                problems.push(format!(
+                    "CIRC_JWT_PUBLIC_KEY_FILE {} is not a file",
+                    path.display()
+                ));
+            }
+        }
+        if self.max_event_bytes > self.max_body_bytes {
+            problems.push("the largest event cannot exceed the largest body".into());
+        }
+        if self.max_batch == 0 || self.max_concurrency == 0 || self.rate_per_sec == 0 {
+            problems.push("batch size, concurrency and rate must be positive".into());
+        }
+        if (self.rate_burst as usize) < self.max_batch {
+            problems.push("the rate burst must allow at least one full batch".into());
+        }
+        if self.delivery_timeout_ms >= self.request_timeout_ms {
+            problems.push("the delivery timeout must be shorter than the request timeout".into());
+        }
+        problems
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn delivery_timeout(&self) -> Duration {
+        Duration::from_millis(self.delivery_timeout_ms)
+    }
+}

@@ -1,0 +1,551 @@
+//! `POST /v1/events`: validate every event of the request, then publish them (Kafka, or Redis for
+//! ephemeral types) and answer once the broker acknowledged.
+//!
+//! Order of checks: authentication, media type, size, JSON, envelopes, known types, permission,
+//! rate limit, schemas, idempotency, dependencies. Everything that can reject a request happens
+//! before anything is produced, so a refused batch leaves no trace in Kafka.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use circulatory::codec::avro_to_json;
+use circulatory::publisher::{
+    Delivered, EventDraft, PublishError, ValidatedEvent, ValidationError,
+};
+use circulatory::realtime::{self, RealtimeMessage};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::correlation::{respond, Correlation};
+use crate::envelope::{self, BodyKind, Envelope};
+use crate::idempotency::{fingerprint, Claim, Ticket};
+use crate::problem::{code, ApiError, EventProblem};
+use crate::state::AppState;
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+/// Longest `Idempotency-Key` accepted.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// The answer for one event.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum EventResult {
+    /// Written to Kafka: where the broker stored it.
+    Stored {
+        id: String,
+        #[serde(rename = "type")]
+        event_type: String,
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+    /// Ephemeral: broadcast on Redis channels, stored nowhere.
+    Broadcast {
+        id: String,
+        #[serde(rename = "type")]
+        event_type: String,
+        channels: Vec<String>,
+        /// Subscribers reached, summed over the channels.
+        receivers: i64,
+    },
+}
+
+impl From<Delivered> for EventResult {
+    fn from(d: Delivered) -> Self {
+        EventResult::Stored {
+            id: d.id,
+            event_type: d.event_type,
+            topic: d.topic,
+            partition: d.partition,
+            offset: d.offset,
+        }
+    }
+}
+
+/// Publish one event or a batch.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    request_body(
+        content_type = "application/json",
+        description = "One event `{type, data, id?, subject?, time?}`, a structured CloudEvent, or an array of either",
+        content = Value,
+    ),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays the first answer when repeated within the window"),
+        ("X-Correlation-ID" = Option<String>, Header, description = "Carried into Kafka headers; generated when absent"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context"),
+    ),
+    responses(
+        (status = 202, description = "Acknowledged by the broker (an array for a batch)", body = EventResult),
+        (status = 200, description = "Replay of an earlier answer (header Idempotent-Replayed: true)", body = EventResult),
+        (status = 400, description = "Malformed", body = crate::problem::Problem),
+        (status = 401, description = "No or invalid token", body = crate::problem::Problem),
+        (status = 403, description = "Type not allowed for this client", body = crate::problem::Problem),
+        (status = 413, description = "Body, event or batch too large", body = crate::problem::Problem),
+        (status = 415, description = "Wrong content type", body = crate::problem::Problem),
+        (status = 422, description = "Unknown type or schema violation (per-event errors)", body = crate::problem::Problem),
+        (status = 429, description = "Rate limited (Retry-After)", body = crate::problem::Problem),
+        (status = 503, description = "Kafka, registry or Redis unavailable (Retry-After)", body = crate::problem::Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn publish(
+    State(state): State<AppState>,
+    Extension(correlation): Extension<Correlation>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = handle(&state, &correlation, &headers, body).await;
+    if let Err(error) = &result {
+        let reason = match error.status().as_u16() {
+            400 => "malformed",
+            401 => "unauthenticated",
+            403 => "forbidden",
+            413 => "too_large",
+            415 => "media_type",
+            422 => "invalid",
+            429 => "rate_limited",
+            503 => "unavailable",
+            _ => "other",
+        };
+        if reason != "unauthenticated" && reason != "rate_limited" {
+            state
+                .metrics
+                .events_rejected
+                .with_label_values(&[reason])
+                .inc();
+        }
+    }
+    respond(result, &correlation)
+}
+
+/// Reads the body up to `limit` bytes; more is 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let inner = e.into_inner();
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+        while let Some(error) = source {
+            if error.is::<http_body_util::LengthLimitError>() {
+                return ApiError::TooLarge(format!("the body exceeds {limit} bytes"));
+            }
+            source = error.source();
+        }
+        ApiError::Malformed("the body could not be read".into())
+    })
+}
+
+/// A unit of idempotency: one key covering some events of the request.
+struct Unit {
+    key: String,
+    fingerprint: String,
+    events: Vec<usize>,
+    /// Covers the whole request (the `Idempotency-Key` header): its answer is the response body.
+    whole_request: bool,
+}
+
+async fn handle(
+    state: &AppState,
+    correlation: &Correlation,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let claims = state.authenticate(headers)?;
+    let kind = envelope::body_kind(headers)?;
+    let idempotency_key = idempotency_key(headers)?;
+    let bytes = read_body(body, state.limits.max_body_bytes).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::Malformed("the body is empty".into()));
+    }
+    let json: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::Malformed(format!("the body is not valid JSON: {e}")))?;
+    let (items, is_batch) = envelope::split(kind, json)?;
+    if items.is_empty() {
+        return Err(ApiError::Malformed("the batch is empty".into()));
+    }
+    if items.len() > state.limits.max_batch {
+        return Err(ApiError::TooLarge(format!(
+            "a batch holds at most {} events, this one has {}",
+            state.limits.max_batch,
+            items.len()
+        )));
+    }
+
+    // Envelopes, sizes, types, permissions: all problems of the request at once.
+    let structured = kind != BodyKind::Json;
+    let mut envelopes = Vec::with_capacity(items.len());
+    let mut problems = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match envelope::parse(index, item, structured) {
+            Ok(envelope) => envelopes.push(envelope),
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(envelope::envelope_error(problems));
+    }
+    for (index, envelope) in envelopes.iter().enumerate() {
+        let size = serde_json::to_vec(&envelope.data)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > state.limits.max_event_bytes {
+            return Err(ApiError::TooLarge(format!(
+                "event {index} has {size} bytes of data; the limit is {}",
+                state.limits.max_event_bytes
+            )));
+        }
+    }
+    let mut unknown = Vec::new();
+    let mut forbidden = Vec::new();
+    for (index, envelope) in envelopes.iter().enumerate() {
+        match state.catalog.event(&envelope.event_type) {
+            None => unknown.push(EventProblem {
+                index,
+                path: "/type".into(),
+                message: format!(
+                    "unknown event type `{}` (see GET /v1/catalog)",
+                    envelope.event_type
+                ),
+            }),
+            Some(event) if !claims.may_publish(event.name(), &event.route.domain) => {
+                forbidden.push(envelope.event_type.clone())
+            }
+            Some(_) => {}
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(ApiError::unprocessable(
+            "unknown event type",
+            code::UNKNOWN_TYPE,
+            unknown,
+        ));
+    }
+    if !forbidden.is_empty() {
+        forbidden.dedup();
+        return Err(ApiError::Forbidden(format!(
+            "client `{}` may not publish {}",
+            claims.sub,
+            forbidden.join(", ")
+        )));
+    }
+    state.rate_limit(&claims.sub, envelopes.len())?;
+
+    // Schemas.
+    let mut validated = Vec::with_capacity(envelopes.len());
+    let mut problems = Vec::new();
+    for (index, envelope) in envelopes.iter().enumerate() {
+        match state
+            .publisher
+            .validate(draft(envelope.clone(), correlation))
+        {
+            Ok(event) => validated.push(event),
+            Err(ValidationError::Schema { errors, .. }) => {
+                problems.extend(errors.into_iter().map(|e| EventProblem {
+                    index,
+                    path: format!("/data{}", e.path),
+                    message: e.message,
+                }))
+            }
+            Err(ValidationError::Attribute { attribute, message }) => problems.push(EventProblem {
+                index,
+                path: format!("/{attribute}"),
+                message,
+            }),
+            Err(ValidationError::UnknownType(t)) => problems.push(EventProblem {
+                index,
+                path: "/type".into(),
+                message: format!("unknown event type `{t}`"),
+            }),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::unprocessable(
+            "the events do not match their schemas",
+            code::SCHEMA_VIOLATION,
+            problems,
+        ));
+    }
+    let needs_kafka = validated.iter().any(|e| e.event.topic.is_some());
+    if needs_kafka && !state.health.kafka_up() {
+        return Err(ApiError::unavailable(
+            "the event log is unavailable; retry later",
+            code::KAFKA_UNAVAILABLE,
+            "kafka unreachable (health watcher)",
+        ));
+    }
+
+    // Idempotency.
+    let units = idempotency_units(idempotency_key, &envelopes, &bytes);
+    let mut results: Vec<Option<EventResult>> = vec![None; validated.len()];
+    let mut tickets: Vec<(Ticket, Vec<usize>, bool)> = Vec::new();
+    let mut replayed_events = 0;
+    for unit in &units {
+        let claim = state
+            .idempotency
+            .claim(&claims.sub, &unit.key, &unit.fingerprint)
+            .await;
+        match claim {
+            Ok(Claim::Acquired(ticket)) => {
+                tickets.push((ticket, unit.events.clone(), unit.whole_request))
+            }
+            Ok(Claim::Replay(answer)) => {
+                let answers: Vec<EventResult> = match answer {
+                    Value::Array(items) => items
+                        .into_iter()
+                        .filter_map(|v| serde_json::from_value(v).ok())
+                        .collect(),
+                    single => serde_json::from_value(single).into_iter().collect(),
+                };
+                for (slot, answer) in unit.events.iter().zip(answers) {
+                    results[*slot] = Some(answer);
+                    replayed_events += 1;
+                }
+            }
+            Ok(other) => {
+                release_all(state, &tickets).await;
+                return Err(match other {
+                    Claim::Mismatch => ApiError::unprocessable(
+                        format!(
+                            "the idempotency key `{}` was used for a different request",
+                            unit.key
+                        ),
+                        code::IDEMPOTENCY_MISMATCH,
+                        Vec::new(),
+                    ),
+                    _ => ApiError::Conflict(format!(
+                        "a request with the idempotency key `{}` is still being processed",
+                        unit.key
+                    )),
+                });
+            }
+            Err(e) => {
+                release_all(state, &tickets).await;
+                return Err(ApiError::unavailable(
+                    "the idempotency store is unavailable; retry later",
+                    code::REDIS_UNAVAILABLE,
+                    e,
+                ));
+            }
+        }
+    }
+    if replayed_events > 0 {
+        state.metrics.idempotent_replays.inc();
+    }
+
+    // Publish what is not a replay.
+    let pending: Vec<(usize, ValidatedEvent)> = validated
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| results[*i].is_none())
+        .collect();
+    let outcomes = futures::future::join_all(
+        pending
+            .into_iter()
+            .map(|(index, event)| async move { (index, deliver(state, event).await) }),
+    )
+    .await;
+    let mut failures: Vec<(usize, ApiError)> = Vec::new();
+    for (index, outcome) in outcomes {
+        match outcome {
+            Ok(result) => results[index] = Some(result),
+            Err(error) => failures.push((index, error)),
+        }
+    }
+    for (ticket, events, whole_request) in &tickets {
+        let done: Option<Vec<&EventResult>> = events.iter().map(|i| results[*i].as_ref()).collect();
+        let stored = match done {
+            Some(answers) => {
+                let answer = if *whole_request && is_batch {
+                    serde_json::to_value(&answers)
+                } else {
+                    serde_json::to_value(answers[0])
+                };
+                match answer {
+                    Ok(answer) => state.idempotency.complete(ticket, &answer).await,
+                    Err(_) => state.idempotency.release(ticket).await,
+                }
+            }
+            None => state.idempotency.release(ticket).await,
+        };
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, "could not record an idempotency answer");
+        }
+    }
+    if !failures.is_empty() {
+        let transient = failures
+            .iter()
+            .all(|(_, e)| e.status() == StatusCode::SERVICE_UNAVAILABLE);
+        let summary = failures
+            .iter()
+            .map(|(i, e)| format!("event {i}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(if transient {
+            let mut error = failures.swap_remove(0).1;
+            if let ApiError::Unavailable { internal, .. } = &mut error {
+                *internal = summary;
+            }
+            error
+        } else {
+            ApiError::Internal(summary)
+        });
+    }
+
+    let results: Vec<EventResult> = results.into_iter().flatten().collect();
+    let all_replayed = replayed_events == results.len();
+    let status = if all_replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let mut response = if is_batch {
+        (status, Json(results)).into_response()
+    } else {
+        (status, Json(results.into_iter().next())).into_response()
+    };
+    if all_replayed {
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.get(&IDEMPOTENCY_KEY) {
+        None => Ok(None),
+        Some(value) => match value.to_str() {
+            Ok(key)
+                if !key.is_empty()
+                    && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
+                    && !key.chars().any(char::is_control) =>
+            {
+                Ok(Some(key.to_string()))
+            }
+            _ => Err(ApiError::Malformed(format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable characters"
+            ))),
+        },
+    }
+}
+
+/// Which keys guard which events: the `Idempotency-Key` header covers the whole request;
+/// otherwise each event with an `id` is its own unit.
+fn idempotency_units(header_key: Option<String>, envelopes: &[Envelope], body: &[u8]) -> Vec<Unit> {
+    if let Some(key) = header_key {
+        return vec![Unit {
+            key: format!("key:{key}"),
+            fingerprint: fingerprint(&[body]),
+            events: (0..envelopes.len()).collect(),
+            whole_request: true,
+        }];
+    }
+    envelopes
+        .iter()
+        .enumerate()
+        .filter_map(|(index, envelope)| {
+            let id = envelope.id.as_ref()?;
+            let data = serde_json::to_vec(&envelope.data).unwrap_or_default();
+            Some(Unit {
+                key: format!("id:{id}"),
+                fingerprint: fingerprint(&[
+                    envelope.event_type.as_bytes(),
+                    &data,
+                    envelope.subject.as_deref().unwrap_or("").as_bytes(),
+                ]),
+                events: vec![index],
+                whole_request: false,
+            })
+        })
+        .collect()
+}
+
+async fn release_all(state: &AppState, tickets: &[(Ticket, Vec<usize>, bool)]) {
+    for (ticket, _, _) in tickets {
+        if let Err(e) = state.idempotency.release(ticket).await {
+            tracing::warn!(error = %e, "could not release an idempotency claim");
+        }
+    }
+}
+
+fn draft(envelope: Envelope, correlation: &Correlation) -> EventDraft {
+    EventDraft {
+        event_type: envelope.event_type,
+        data: envelope.data,
+        id: envelope.id,
+        subject: envelope.subject,
+        time: envelope.time,
+        source: envelope.source,
+        correlation_id: Some(correlation.correlation_id.clone()),
+        request_id: Some(correlation.request_id.clone()),
+        traceparent: Some(
+            envelope
+                .traceparent
+                .unwrap_or_else(|| correlation.traceparent.clone()),
+        ),
+        tracestate: correlation.tracestate.clone(),
+    }
+}
+
+/// Produces one event to Kafka, or broadcasts an ephemeral one on Redis.
+async fn deliver(state: &AppState, event: ValidatedEvent) -> Result<EventResult, ApiError> {
+    let event_type = event.metadata.event_type.clone();
+    if event.event.topic.is_none() {
+        let data = avro_to_json(&event.value);
+        let channels = realtime::channels_for(state.catalog.topology(), &event.event, &data);
+        let message =
+            RealtimeMessage::new(&event_type, &event.metadata.id, event.metadata.time, data);
+        let mut redis = state.redis.clone();
+        let receivers = realtime::publish(&mut redis, &channels, &message)
+            .await
+            .map_err(|e| {
+                ApiError::unavailable(
+                    "the realtime hub is unavailable; retry later",
+                    code::REDIS_UNAVAILABLE,
+                    e,
+                )
+            })?;
+        state
+            .metrics
+            .events_broadcast
+            .with_label_values(&[&event_type])
+            .inc();
+        return Ok(EventResult::Broadcast {
+            id: event.metadata.id,
+            event_type,
+            channels,
+            receivers: receivers.iter().sum(),
+        });
+    }
+    let started = Instant::now();
+    let delivered = state.publisher.publish(event).await.map_err(|e| match &e {
+        PublishError::Registry(r) if r.is_transient() => ApiError::unavailable(
+            "the schema registry is unavailable; retry later",
+            code::REGISTRY_UNAVAILABLE,
+            &e,
+        ),
+        _ if e.is_transient() => ApiError::unavailable(
+            "the event log is unavailable; retry later",
+            code::KAFKA_UNAVAILABLE,
+            &e,
+        ),
+        _ => ApiError::Internal(e.to_string()),
+    })?;
+    state
+        .metrics
+        .produce_duration
+        .with_label_values(&[&event_type])
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .events_produced
+        .with_label_values(&[&event_type])
+        .inc();
+    Ok(delivered.into())
+}

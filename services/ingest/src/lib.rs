@@ -1,0 +1,244 @@
+//! The Circulatory ingest API: HTTP clients publish domain events; the API validates them
+//! against the Avro catalog, routes each to its topic, and answers once Kafka has it.
+//!
+//! [`app`] builds the router from a state so tests drive it in-process; [`build`] assembles the
+//! state from configuration; [`serve`] runs until the shutdown signal, then drains.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{BoxError, Router};
+use circulatory::auth::TokenVerifier;
+use circulatory::catalog::{Catalog, CatalogPaths};
+use circulatory::kafka::{self, KafkaConfig, ProducerSettings};
+use circulatory::publisher::EventPublisher;
+use circulatory::registry::{RegistryConfig, SchemaRegistry};
+use object_store::ObjectStore;
+use rdkafka::producer::Producer;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+
+pub mod config;
+pub mod correlation;
+pub mod envelope;
+pub mod events;
+pub mod health;
+pub mod idempotency;
+pub mod metrics;
+pub mod problem;
+pub mod ratelimit;
+pub mod routes;
+pub mod state;
+pub mod upload;
+
+use config::Config;
+use health::Health;
+use idempotency::IdempotencyStore;
+use metrics::Metrics;
+use problem::{code, ApiError};
+use ratelimit::RateLimiter;
+use state::{AppState, Inner, Limits};
+
+/// The router. Load shedding and the request timeout wrap everything; `/healthz`, `/readyz`,
+/// `/metrics` and the documents need no token.
+pub fn app(state: AppState, max_concurrency: usize, request_timeout: Duration) -> Router {
+    let upload_limit = usize::try_from(state.limits.max_upload_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1024 * 1024);
+    let api = Router::new()
+        .route("/v1/events", post(events::publish))
+        .route(
+            "/v1/videos",
+            post(upload::upload).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/v1/catalog", get(routes::catalog))
+        .route("/openapi.json", get(routes::openapi))
+        // Bodies are read with an explicit limit in the handlers (so the 413 is a problem
+        // document); this only disables axum's default for them.
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(axum::middleware::from_fn(correlation::middleware))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                .concurrency_limit(max_concurrency)
+                .timeout(request_timeout),
+        )
+        .with_state(state)
+}
+
+async fn overloaded(error: BoxError) -> Response {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        ApiError::unavailable(
+            "the request took too long; retry later",
+            code::OVERLOADED,
+            error,
+        )
+        .into_problem_response(None)
+    } else if error.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::unavailable(
+            "the service is at capacity; retry later",
+            code::OVERLOADED,
+            error,
+        )
+        .into_problem_response(None)
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+    }
+}
+
+/// A built service: the state plus what must be stopped at shutdown.
+pub struct Service {
+    pub state: AppState,
+    pub stop_watchers: CancellationToken,
+}
+
+/// Assembles the state: catalog, registry, producer, Redis, token keys, object store; starts the
+/// dependency watcher.
+pub async fn build(config: &Config) -> anyhow::Result<Service> {
+    let catalog = Catalog::load(&CatalogPaths {
+        topology: config.topology.clone(),
+        schemas: config.schemas.clone(),
+    })?
+    .with_namespace(config.namespace.as_deref())
+    .map_err(anyhow::Error::msg)?;
+    let catalog = Arc::new(catalog);
+    let registry = Arc::new(SchemaRegistry::new(RegistryConfig::new(&config.registry))?);
+    let kafka = KafkaConfig::new(&config.bootstrap, "circulatory-ingest");
+    let producer = kafka::producer(
+        &kafka,
+        &ProducerSettings {
+            delivery_timeout: config.delivery_timeout(),
+            ..ProducerSettings::default()
+        },
+    )?;
+    let redis = connect_redis(&config.redis).await?;
+    let public_key = match &config.jwt_public_key_file {
+        Some(path) => Some(std::fs::read(path)?),
+        None => None,
+    };
+    let verifier = TokenVerifier::new(
+        config.jwt_secret.as_deref().map(str::as_bytes),
+        public_key.as_deref(),
+        config.jwt_issuer.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let objects = object_store(&config.object_store)?;
+    let health = Arc::new(Health::default());
+    let publisher = EventPublisher::new(
+        catalog.clone(),
+        registry.clone(),
+        producer.clone(),
+        &config.source,
+    )
+    .with_publish_timeout(config.delivery_timeout() + Duration::from_millis(500));
+    health.probe(&producer, &registry, &redis).await;
+    let stop_watchers = CancellationToken::new();
+    health.clone().watch(
+        producer,
+        registry.clone(),
+        redis.clone(),
+        Duration::from_secs(1),
+        stop_watchers.clone(),
+    );
+    let state = AppState(Arc::new(Inner {
+        idempotency: IdempotencyStore::new(
+            redis.clone(),
+            config.namespace.as_deref(),
+            Duration::from_secs(config.idempotency_window_secs),
+            Duration::from_secs(10),
+        ),
+        rate_limiter: RateLimiter::new(config.rate_per_sec, config.rate_burst),
+        catalog,
+        publisher,
+        registry,
+        redis,
+        verifier,
+        health,
+        metrics: Metrics::new(),
+        objects,
+        limits: Limits {
+            max_body_bytes: config.max_body_bytes,
+            max_event_bytes: config.max_event_bytes,
+            max_batch: config.max_batch,
+            max_upload_bytes: config.max_upload_bytes,
+        },
+    }));
+    Ok(Service {
+        state,
+        stop_watchers,
+    })
+}
+
+/// Connects to Redis, retrying for a while: at boot, Redis may start after us.
+async fn connect_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let mut last = None;
+    for _ in 0..30 {
+        match client.get_connection_manager().await {
+            Ok(manager) => return Ok(manager),
+            Err(e) => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    Err(anyhow::anyhow!(
+        "redis at {url} unreachable: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
+}
+
+/// A local folder, or `s3://bucket[/prefix]` configured from the usual AWS_* variables.
+pub fn object_store(location: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    if location.starts_with("s3://") {
+        let store = object_store::aws::AmazonS3Builder::from_env()
+            .with_url(location)
+            .build()?;
+        return Ok(Arc::new(store));
+    }
+    std::fs::create_dir_all(location)?;
+    Ok(Arc::new(
+        object_store::local::LocalFileSystem::new_with_prefix(location)?,
+    ))
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish, and
+/// flushes the producer within `drain`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: Service,
+    config: &Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = service.state.clone();
+    let router = app(
+        service.state,
+        config.max_concurrency,
+        config.request_timeout(),
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    service.stop_watchers.cancel();
+    let drain = Duration::from_millis(config.drain_ms);
+    let producer = state.publisher.producer().clone();
+    tokio::task::spawn_blocking(move || producer.flush(drain))
+        .await?
+        .map_err(|e| anyhow::anyhow!("producer flush: {e}"))?;
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Prometheus metrics of the ingest API, in one place. Labels are low-cardinality: matched
+//! route, status, event type (a closed set from the catalog), never ids.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::state::AppState;
+
+/// Latency buckets from 0.5 ms to 10 s.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub events_produced: IntCounterVec,
+    pub events_broadcast: IntCounterVec,
+    pub events_rejected: IntCounterVec,
+    pub produce_duration: HistogramVec,
+    pub producer_queue_depth: IntGauge,
+    pub idempotent_replays: IntCounter,
+    pub rate_limited: IntCounter,
+    pub uploads_bytes: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "circulatory_http_requests_total",
+                "HTTP requests by route and status.",
+            ),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "circulatory_http_request_duration_seconds",
+                "HTTP request duration by route and status.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["route", "method", "status"],
+        )
+        .expect("valid metric");
+        let events_produced = IntCounterVec::new(
+            Opts::new(
+                "circulatory_events_produced_total",
+                "Events acknowledged by Kafka, by type.",
+            ),
+            &["type"],
+        )
+        .expect("valid metric");
+        let events_broadcast = IntCounterVec::new(
+            Opts::new(
+                "circulatory_events_broadcast_total",
+                "Ephemeral events published on Redis, by type.",
+            ),
+            &["type"],
+        )
+        .expect("valid metric");
+        let events_rejected = IntCounterVec::new(
+            Opts::new(
+                "circulatory_events_rejected_total",
+                "Requests refused, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let produce_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "circulatory_produce_duration_seconds",
+                "Encode + produce + broker acknowledgement, per event.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["type"],
+        )
+        .expect("valid metric");
+        let producer_queue_depth = IntGauge::new(
+            "circulatory_producer_queue_depth",
+            "Records in the producer waiting to be sent or acknowledged.",
+        )
+        .expect("valid metric");
+        let idempotent_replays = IntCounter::new(
+            "circulatory_idempotent_replays_total",
+            "Requests answered from the idempotency store.",
+        )
+        .expect("valid metric");
+        let rate_limited = IntCounter::new(
+            "circulatory_rate_limited_total",
+            "Requests refused by the per-client rate limit.",
+        )
+        .expect("valid metric");
+        let uploads_bytes = IntCounter::new(
+            "circulatory_upload_bytes_total",
+            "Bytes of video stored by uploads.",
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_duration.clone()),
+            Box::new(events_produced.clone()),
+            Box::new(events_broadcast.clone()),
+            Box::new(events_rejected.clone()),
+            Box::new(produce_duration.clone()),
+            Box::new(producer_queue_depth.clone()),
+            Box::new(idempotent_replays.clone()),
+            Box::new(rate_limited.clone()),
+            Box::new(uploads_bytes.clone()),
+        ] {
+            registry.register(collector).expect("unique metric");
+        }
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            events_produced,
+            events_broadcast,
+            events_rejected,
+            produce_duration,
+            producer_queue_depth,
+            idempotent_replays,
+            rate_limited,
+            uploads_bytes,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding");
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Middleware: request count and duration by matched route (not raw path: ids stay out).
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = request.method().as_str().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [route.as_str(), method.as_str(), status.as_str()];
+    state.metrics.http_requests.with_label_values(&labels).inc();
+    state
+        .metrics
+        .http_duration
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}

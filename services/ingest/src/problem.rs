@@ -1,0 +1,218 @@
+//! Errors as RFC 9457 `application/problem+json`, with a Confluent-style `error_code` and
+//! per-event `errors[]`. This is the only place an error becomes a response: internal details are
+//! logged here with the request id and never sent to the client.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// One problem with one event of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct EventProblem {
+    /// Position of the event in the request (0 for a single event).
+    pub index: usize,
+    /// JSON Pointer into that event, e.g. `/data/amountMinor`.
+    pub path: String,
+    pub message: String,
+}
+
+/// The error body.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Confluent REST Proxy style: HTTP status × 100 + a reason number.
+    pub error_code: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<EventProblem>,
+    /// The request id, to quote when asking about this error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+/// Everything that can go wrong with a request, by what the client should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Unknown event types, schema violations: the request is understood but not acceptable.
+    #[error("{detail}")]
+    Unprocessable {
+        detail: String,
+        error_code: u32,
+        errors: Vec<EventProblem>,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("rate limit exceeded")]
+    RateLimited { retry_after_secs: u64 },
+    /// A dependency (Kafka, registry, Redis) is unavailable or the service is overloaded; the
+    /// `internal` text is logged, never returned.
+    #[error("{public}")]
+    Unavailable {
+        public: String,
+        error_code: u32,
+        retry_after_secs: u64,
+        internal: String,
+    },
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// Error codes (status × 100 + reason).
+pub mod code {
+    pub const MALFORMED: u32 = 40001;
+    pub const UNAUTHENTICATED: u32 = 40101;
+    pub const FORBIDDEN: u32 = 40301;
+    pub const TOO_LARGE: u32 = 41301;
+    pub const UNSUPPORTED_MEDIA_TYPE: u32 = 41501;
+    pub const UNKNOWN_TYPE: u32 = 42201;
+    pub const INVALID_ENVELOPE: u32 = 42202;
+    pub const IDEMPOTENCY_MISMATCH: u32 = 42203;
+    pub const SCHEMA_VIOLATION: u32 = 42206;
+    pub const CONFLICT: u32 = 40901;
+    pub const RATE_LIMITED: u32 = 42901;
+    pub const INTERNAL: u32 = 50001;
+    pub const KAFKA_UNAVAILABLE: u32 = 50301;
+    pub const REGISTRY_UNAVAILABLE: u32 = 50302;
+    pub const REDIS_UNAVAILABLE: u32 = 50303;
+    pub const OVERLOADED: u32 = 50304;
+    pub const STORAGE_UNAVAILABLE: u32 = 50305;
+}
+
+impl ApiError {
+    pub fn unprocessable(
+        detail: impl Into<String>,
+        error_code: u32,
+        errors: Vec<EventProblem>,
+    ) -> Self {
+        ApiError::Unprocessable {
+            detail: detail.into(),
+            error_code,
+            errors,
+        }
+    }
+
+    pub fn unavailable(public: &str, error_code: u32, internal: impl std::fmt::Display) -> Self {
+        ApiError::Unavailable {
+            public: public.to_string(),
+            error_code,
+            retry_after_secs: 5,
+            internal: internal.to_string(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_code(&self) -> u32 {
+        match self {
+            ApiError::Malformed(_) => code::MALFORMED,
+            ApiError::Unauthenticated(_) => code::UNAUTHENTICATED,
+            ApiError::Forbidden(_) => code::FORBIDDEN,
+            ApiError::TooLarge(_) => code::TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => code::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unprocessable { error_code, .. } => *error_code,
+            ApiError::Conflict(_) => code::CONFLICT,
+            ApiError::RateLimited { .. } => code::RATE_LIMITED,
+            ApiError::Unavailable { error_code, .. } => *error_code,
+            ApiError::Internal(_) => code::INTERNAL,
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::Malformed(_) => "Malformed request",
+            ApiError::Unauthenticated(_) => "Unauthenticated",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::TooLarge(_) => "Payload too large",
+            ApiError::UnsupportedMediaType(_) => "Unsupported media type",
+            ApiError::Unprocessable { .. } => "Unprocessable event",
+            ApiError::Conflict(_) => "Conflict",
+            ApiError::RateLimited { .. } => "Too many requests",
+            ApiError::Unavailable { .. } => "Service unavailable",
+            ApiError::Internal(_) => "Internal error",
+        }
+    }
+
+    /// The response, with `instance` set to the request id.
+    pub fn into_problem_response(self, request_id: Option<&str>) -> Response {
+        let status = self.status();
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::Unavailable {
+                retry_after_secs,
+                internal,
+                ..
+            } => {
+                tracing::warn!(request_id, error = %internal, "dependency unavailable");
+                Some(*retry_after_secs)
+            }
+            ApiError::Internal(internal) => {
+                tracing::error!(request_id, error = %internal, "internal error");
+                None
+            }
+            _ => None,
+        };
+        let detail = match &self {
+            ApiError::Internal(_) => {
+                "the request could not be completed; quote the request id".to_string()
+            }
+            other => other.to_string(),
+        };
+        let problem = Problem {
+            problem_type: format!("https://circulatory.dev/problems/{}", self.error_code()),
+            title: self.title().to_string(),
+            status: status.as_u16(),
+            detail,
+            error_code: self.error_code(),
+            errors: match self {
+                ApiError::Unprocessable { errors, .. } => errors,
+                _ => Vec::new(),
+            },
+            instance: request_id.map(str::to_string),
+        };
+        let mut response = (status, axum::Json(problem)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // The request id is attached by the correlation middleware, which fills `instance` in
+        // for responses that lack it.
+        self.into_problem_response(None)
+    }
+}

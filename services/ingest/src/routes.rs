@@ -1,0 +1,127 @@
+//! The small routes: catalog, health, readiness, metrics, OpenAPI document.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rdkafka::producer::Producer;
+use serde::Serialize;
+use utoipa::OpenApi;
+
+use crate::health::HealthReport;
+use crate::state::AppState;
+
+/// One entry of `GET /v1/catalog`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogEntry {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub domain: String,
+    pub tier: String,
+    /// `null` for ephemeral types.
+    pub topic: Option<String>,
+    pub partition_key: Option<String>,
+    pub ephemeral: bool,
+    /// Realtime channel templates this type is broadcast on.
+    pub channels: Vec<String>,
+    pub description: String,
+    /// The Avro schema (JSON).
+    pub schema: serde_json::Value,
+}
+
+/// Every event type: topic, partition key, ephemeral flag, Avro schema.
+#[utoipa::path(get, path = "/v1/catalog", tag = "events",
+    responses((status = 200, description = "The catalog", body = [CatalogEntry])))]
+pub async fn catalog(State(state): State<AppState>) -> Json<Vec<CatalogEntry>> {
+    Json(
+        state
+            .catalog
+            .events()
+            .map(|e| CatalogEntry {
+                event_type: e.name().to_string(),
+                domain: e.route.domain.clone(),
+                tier: e.route.tier.to_string(),
+                topic: e.topic.clone(),
+                partition_key: e.route.partition_key.clone(),
+                ephemeral: e.route.ephemeral,
+                channels: e.channels.iter().map(|c| c.channel.clone()).collect(),
+                description: e.route.description.clone(),
+                schema: (*e.schema_json).clone(),
+            })
+            .collect(),
+    )
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: Kafka, the registry and Redis are reachable.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready", body = HealthReport), (status = 503, description = "A dependency is down", body = HealthReport)))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let report = state.health.report();
+    let status = if report.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report)).into_response()
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Text exposition format")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    state
+        .metrics
+        .producer_queue_depth
+        .set(i64::from(state.publisher.producer().in_flight_count()));
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Circulatory ingest API", description = "Publish validated domain events to Kafka."),
+    paths(
+        crate::events::publish,
+        crate::upload::upload,
+        catalog,
+        healthz,
+        readyz,
+        metrics,
+    ),
+    components(schemas(crate::problem::Problem, crate::problem::EventProblem)),
+    modifiers(&BearerAuth),
+    tags((name = "events"), (name = "videos"), (name = "operations"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

@@ -1,0 +1,89 @@
+//! What every handler shares, built once from the configuration.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{header, HeaderMap};
+use circulatory::auth::{AuthError, Claims, TokenVerifier};
+use circulatory::catalog::Catalog;
+use circulatory::publisher::EventPublisher;
+use circulatory::registry::SchemaRegistry;
+use object_store::ObjectStore;
+use redis::aio::ConnectionManager;
+
+use crate::health::Health;
+use crate::idempotency::IdempotencyStore;
+use crate::metrics::Metrics;
+use crate::problem::ApiError;
+use crate::ratelimit::RateLimiter;
+
+/// Size bounds of requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_event_bytes: usize,
+    pub max_batch: usize,
+    pub max_upload_bytes: u64,
+}
+
+pub struct Inner {
+    pub catalog: Arc<Catalog>,
+    pub publisher: EventPublisher,
+    pub registry: Arc<SchemaRegistry>,
+    pub redis: ConnectionManager,
+    pub verifier: TokenVerifier,
+    pub idempotency: IdempotencyStore,
+    pub rate_limiter: RateLimiter,
+    pub health: Arc<Health>,
+    pub metrics: Metrics,
+    pub objects: Arc<dyn ObjectStore>,
+    pub limits: Limits,
+}
+
+/// Cheap to clone: handlers get an `Arc`.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Inner {
+    /// The bearer's claims, or 401.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Claims, ApiError> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthError::Missing)
+            .and_then(|token| self.verifier.verify(token));
+        token.map_err(|e| {
+            self.metrics
+                .events_rejected
+                .with_label_values(&["unauthenticated"])
+                .inc();
+            ApiError::Unauthenticated(e.to_string())
+        })
+    }
+
+    /// Spends `cost` tokens of the client's rate limit, or 429 with the wait.
+    pub fn rate_limit(&self, client: &str, cost: usize) -> Result<(), ApiError> {
+        self.rate_limiter
+            .check(client, u32::try_from(cost).unwrap_or(u32::MAX))
+            .map_err(|wait: Duration| {
+                self.metrics.rate_limited.inc();
+                ApiError::RateLimited {
+                    retry_after_secs: wait.as_secs_f64().ceil() as u64,
+                }
+            })
+    }
+}

@@ -1,0 +1,226 @@
+//! Bearer tokens (JWT) shared by every HTTP surface: the ingest API, the realtime gateway and the
+//! console verify them; `circ token` mints development tokens.
+//!
+//! Claims name the principal (`sub`), what it may publish (`events` patterns and `domains`) and
+//! whether it may use admin routes (`admin`). HS256 (a shared secret) and RS256 (a public key) are
+//! both accepted, so a deployment can move from one to the other without downtime.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{
+    decode, decode_header, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation,
+};
+use serde::{Deserialize, Serialize};
+
+/// What a token says about its bearer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The principal: a client (service) id, or a user id for end-user tokens.
+    pub sub: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Event types this principal may publish: exact names, `prefix.*`, or `*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// Domains whose every event type this principal may publish.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
+    /// Access to admin routes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin: bool,
+}
+
+impl Claims {
+    /// Whether the bearer may publish `event_type` of `domain`.
+    pub fn may_publish(&self, event_type: &str, domain: &str) -> bool {
+        self.domains.iter().any(|d| d == domain || d == "*")
+            || self
+                .events
+                .iter()
+                .any(|pattern| matches_pattern(pattern, event_type))
+    }
+}
+
+/// `*` matches everything, `video.*` every type starting with `video.`, anything else itself.
+pub fn matches_pattern(pattern: &str, event_type: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some("") => true,
+        Some(prefix) if prefix.ends_with('.') => event_type.starts_with(prefix),
+        _ => pattern == event_type,
+    }
+}
+
+/// Why a token was refused. The message is safe to show to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing bearer token")]
+    Missing,
+    #[error("the token has expired")]
+    Expired,
+    #[error("invalid token")]
+    Invalid,
+    #[error("the token's algorithm is not accepted")]
+    Algorithm,
+}
+
+/// Keys accepted for verification.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    hs256: Option<DecodingKey>,
+    rs256: Option<DecodingKey>,
+    issuer: Option<String>,
+    leeway: Duration,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("hs256", &self.hs256.is_some())
+            .field("rs256", &self.rs256.is_some())
+            .field("issuer", &self.issuer)
+            .finish()
+    }
+}
+
+impl TokenVerifier {
+    /// At least one of `hs256_secret` and `rs256_public_pem` is required.
+    pub fn new(
+        hs256_secret: Option<&[u8]>,
+        rs256_public_pem: Option<&[u8]>,
+        issuer: Option<String>,
+    ) -> Result<TokenVerifier, String> {
+        if hs256_secret.is_none() && rs256_public_pem.is_none() {
+            return Err("configure an HS256 secret or an RS256 public key".into());
+        }
+        if hs256_secret.is_some_and(|s| s.len() < 32) {
+            return Err("the HS256 secret must be at least 32 bytes".into());
+        }
+        let rs256 = rs256_public_pem
+            .map(DecodingKey::from_rsa_pem)
+            .transpose()
+            .map_err(|e| format!("invalid RS256 public key: {e}"))?;
+        Ok(TokenVerifier {
+            hs256: hs256_secret.map(DecodingKey::from_secret),
+            rs256,
+            issuer,
+            leeway: Duration::from_secs(30),
+        })
+    }
+
+    /// Verifies signature, expiry (with a small leeway) and issuer; returns the claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let header = decode_header(token).map_err(|_| AuthError::Invalid)?;
+        let key = match header.alg {
+            Algorithm::HS256 => self.hs256.as_ref(),
+            Algorithm::RS256 => self.rs256.as_ref(),
+            _ => None,
+        }
+        .ok_or(AuthError::Algorithm)?;
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = self.leeway.as_secs();
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_aud = false;
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        decode::<Claims>(token, key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                _ => AuthError::Invalid,
+            })
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Claims valid for `ttl` from now.
+pub fn claims_for(sub: impl Into<String>, ttl: Duration) -> Claims {
+    let now = now_secs();
+    Claims {
+        sub: sub.into(),
+        exp: now + ttl.as_secs(),
+        iat: Some(now),
+        iss: None,
+        events: Vec::new(),
+        domains: Vec::new(),
+        admin: false,
+    }
+}
+
+/// Signs claims with an HS256 secret (development tokens, tests).
+pub fn mint_hs256(secret: &[u8], claims: &Claims) -> Result<String, String> {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Signs claims with an RS256 private key in PEM.
+pub fn mint_rs256(private_pem: &[u8], claims: &Claims) -> Result<String, String> {
+    let key = EncodingKey::from_rsa_pem(private_pem).map_err(|e| e.to_string())?;
+    encode(&Header::new(Algorithm::RS256), claims, &key).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"a-test-secret-of-at-least-32-bytes!!";
+
+    #[test]
+    fn patterns() {
+        assert!(matches_pattern("*", "video.uploaded"));
+        assert!(matches_pattern("video.*", "video.transcode.completed"));
+        assert!(!matches_pattern("video.*", "videos.x"));
+        assert!(matches_pattern("post.created", "post.created"));
+        assert!(!matches_pattern("post.created", "post.deleted"));
+    }
+
+    #[test]
+    fn a_minted_token_verifies_and_carries_permissions() {
+        let mut claims = claims_for("feed-service", Duration::from_secs(60));
+        claims.events = vec!["post.*".into()];
+        claims.domains = vec!["payments".into()];
+        let token = mint_hs256(SECRET, &claims).unwrap();
+        let verifier = TokenVerifier::new(Some(SECRET), None, None).unwrap();
+        let verified = verifier.verify(&token).unwrap();
+        assert_eq!(verified, claims);
+        assert!(verified.may_publish("post.created", "content"));
+        assert!(verified.may_publish("payment.initiated", "payments"));
+        assert!(!verified.may_publish("comment.added", "content"));
+    }
+
+    #[test]
+    fn expired_forged_and_garbage_tokens_are_refused() {
+        let verifier = TokenVerifier::new(Some(SECRET), None, None).unwrap();
+        let mut claims = claims_for("c", Duration::from_secs(60));
+        claims.exp = now_secs() - 3600;
+        let expired = mint_hs256(SECRET, &claims).unwrap();
+        assert_eq!(verifier.verify(&expired), Err(AuthError::Expired));
+        let forged = mint_hs256(
+            b"another-secret-of-at-least-32-bytes!",
+            &claims_for("c", Duration::from_secs(60)),
+        )
+        .unwrap();
+        assert_eq!(verifier.verify(&forged), Err(AuthError::Invalid));
+        assert_eq!(verifier.verify("not.a.jwt"), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        assert!(TokenVerifier::new(Some(b"short"), None, None).is_err());
+        assert!(TokenVerifier::new(None, None, None).is_err());
+    }
+}
