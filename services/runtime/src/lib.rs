@@ -6,6 +6,7 @@
 //! - [`registry`]: the Confluent-compatible schema registry and the wire format.
 //! - [`cloudevents`]: CloudEvents binary-mode headers, built and parsed in one place.
 //! - [`kafka`], [`topics`], [`publisher`]: clients, topic management, durable publishing.
+//! - [`consumer`]: the consumer-group runtime (handlers, retries, dead letters, breakers, tiers).
 //! - [`db`]: PostgreSQL pool and the embedded migrations.
 //! - [`auth`]: bearer tokens (JWT), verified by every HTTP surface, minted by `circ token`.
 //! - [`realtime`]: broadcasts on Redis pub/sub.
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod catalog;
 pub mod cloudevents;
 pub mod codec;
+pub mod consumer;
 pub mod db;
 pub mod duration;
 pub mod kafka;

@@ -12,7 +12,14 @@ fn rs256_tokens_verify_with_the_public_key_and_hs256_still_works_beside_it() {
     let private = dir.join("private.pem");
     let public = dir.join("public.pem");
     let generated = Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
         .arg(&private)
         .status()
         .expect("openssl runs");
@@ -27,12 +34,8 @@ fn rs256_tokens_verify_with_the_public_key_and_hs256_still_works_beside_it() {
     assert!(exported.success());
 
     let secret = b"an-hs256-secret-of-at-least-32-bytes";
-    let verifier = TokenVerifier::new(
-        Some(secret),
-        Some(&std::fs::read(&public).unwrap()),
-        None,
-    )
-    .unwrap();
+    let verifier =
+        TokenVerifier::new(Some(secret), Some(&std::fs::read(&public).unwrap()), None).unwrap();
     let mut claims = claims_for("studio", Duration::from_secs(60));
     claims.events = vec!["video.*".into()];
     let rs = mint_rs256(&std::fs::read(&private).unwrap(), &claims).unwrap();

@@ -84,6 +84,65 @@ impl TestEnv {
             .expect("topics ready");
     }
 
+    /// Creates every topic a group reads and writes: its main topics, retry rungs, dead letters.
+    pub async fn create_group_topics(&self, group: &str) {
+        let group = self.catalog.group(group).expect("a declared group").clone();
+        let mut names = self.catalog.group_topics(&group);
+        names.extend(
+            group
+                .retry_delays
+                .iter()
+                .map(|d| self.catalog.topic_name(&group.retry_topic_base(*d))),
+        );
+        names.push(self.catalog.topic_name(&group.dead_letter_topic_base()));
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.create_topics_if_missing(&names).await;
+    }
+
+    /// Like [`TestEnv::create_topics`], skipping topics that already exist.
+    pub async fn create_topics_if_missing(&self, names: &[&str]) {
+        let admin = TopicAdmin::new(&self.kafka, Duration::from_secs(15)).expect("admin client");
+        let existing = admin.existing().await.expect("cluster reachable");
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !existing.contains_key(*n))
+            .collect();
+        if !missing.is_empty() {
+            self.create_topics(&missing).await;
+        }
+    }
+
+    /// A publisher for this namespace.
+    pub fn publisher(&self) -> circulatory::publisher::EventPublisher {
+        let producer =
+            kafka::producer(&self.kafka, &kafka::ProducerSettings::default()).expect("producer");
+        circulatory::publisher::EventPublisher::new(
+            self.catalog.clone(),
+            self.registry.clone(),
+            producer,
+            "/tests",
+        )
+    }
+
+    /// Publishes one event and waits for the broker's ack.
+    pub async fn publish(
+        &self,
+        publisher: &circulatory::publisher::EventPublisher,
+        event_type: &str,
+        data: serde_json::Value,
+    ) -> circulatory::publisher::Delivered {
+        let validated = publisher
+            .validate(circulatory::publisher::EventDraft {
+                event_type: event_type.into(),
+                data,
+                correlation_id: Some(format!("corr-{}", self.namespace)),
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("{event_type}: {e}"));
+        publisher.publish(validated).await.expect("published")
+    }
+
     /// The namespaced topic of an event type.
     pub fn topic_of(&self, event_type: &str) -> String {
         self.catalog
@@ -157,6 +216,31 @@ pub async fn is_empty(kafka: &KafkaConfig, topic: &str) -> bool {
                     .expect("watermarks");
                 high == 0
             })
+    })
+    .await
+    .expect("join")
+}
+
+/// Records in `topic` (sum of high watermarks).
+pub async fn count_records(kafka: &KafkaConfig, topic: &str) -> i64 {
+    let consumer: Arc<BaseConsumer> = Arc::new(kafka::reader(kafka).expect("reader"));
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("metadata");
+        metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .map(|partition| {
+                consumer
+                    .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+                    .expect("watermarks")
+                    .1
+            })
+            .sum()
     })
     .await
     .expect("join")

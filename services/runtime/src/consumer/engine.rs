@@ -1,0 +1,1423 @@
+//! The engine of one consumer group: one Kafka consumer per process, handlers run concurrently
+//! under the group's bounds, offsets committed only for finished work.
+//!
+//! Three kinds of actors share the work:
+//!
+//! - **The poll thread** owns polling. Rebalance callbacks run there, so a revocation can block
+//!   (briefly, bounded by the drain deadline) until the revoked partitions' in-flight events are
+//!   finished and their offsets committed, without stalling the async runtime.
+//! - **The engine task** receives records, keeps per-key lanes, holds retry records until they are
+//!   due, parks events while a circuit breaker is open, pauses partitions for backpressure, delay,
+//!   breaker and priority, and decides what runs next.
+//! - **Handler tasks** decode, run the handler under the group's timeout, send emitted events and
+//!   broadcasts, route failures to the retry or dead-letter topic (awaiting the broker's ack), and
+//!   only then mark the offset finished. So an offset is committed only when its event succeeded or
+//!   was safely handed on: nothing accepted is lost.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::Catalog;
+use crate::cloudevents::EventMetadata;
+use crate::codec::avro_to_json;
+use crate::consumer::breaker::{BreakerState, CircuitBreaker};
+use crate::consumer::handler::{Context, Event, Handler, HandlerError};
+use crate::consumer::progress::{KeyLanes, PartitionProgress};
+use crate::consumer::retry::{self, DeadLetterReason, Failure, NextStop, Origin, RetryState};
+use crate::consumer::telemetry::GroupMetrics;
+use crate::kafka::{self, KafkaConfig, ProducerSettings};
+use crate::publisher::EventPublisher;
+use crate::realtime::{self, RealtimeMessage};
+use crate::registry::SchemaRegistry;
+use crate::topology::{Group, Tier};
+
+/// Tuning of a consumer group process; the group's own bounds come from `topics.yaml`.
+#[derive(Debug, Clone)]
+pub struct GroupSettings {
+    /// How long shutdown and revocation wait for in-flight events. Shorter than the session
+    /// timeout, so a slow handler never makes the group evict this member.
+    pub drain_timeout: Duration,
+    pub session_timeout: Duration,
+    /// Consecutive dependency failures that open a breaker.
+    pub breaker_threshold: u32,
+    /// How long an open breaker waits before one trial.
+    pub breaker_cool_down: Duration,
+    /// Share of time lower tiers still run while a higher tier has a backlog (starvation guard).
+    pub low_tier_min_share: f64,
+    /// The dead-letter flood guard: over the last `flood_window` outcomes (at least
+    /// `flood_min_events`), a dead-letter ratio at or above `flood_max_ratio` stops the group.
+    pub flood_window: usize,
+    pub flood_min_events: usize,
+    pub flood_max_ratio: f64,
+    /// Bound on records buffered between the poll thread and the engine.
+    pub channel_capacity: usize,
+    /// Replaces the group's `max_in_flight` from `topics.yaml` (per-process tuning).
+    pub max_in_flight: Option<usize>,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        GroupSettings {
+            drain_timeout: Duration::from_secs(10),
+            session_timeout: Duration::from_secs(30),
+            breaker_threshold: 5,
+            breaker_cool_down: Duration::from_secs(60),
+            low_tier_min_share: 0.1,
+            flood_window: 200,
+            flood_min_events: 50,
+            flood_max_ratio: 0.95,
+            channel_capacity: 512,
+            max_in_flight: None,
+        }
+    }
+}
+
+/// Why a group stopped other than by shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(
+        "dead-letter flood guard tripped: {dead} of the last {window} events were dead-lettered \
+         (last error: {last_error}); the group stopped instead of dead-lettering the whole topic"
+    )]
+    DeadLetterFlood {
+        dead: usize,
+        window: usize,
+        last_error: String,
+    },
+}
+
+type Tp = (String, i32);
+
+/// Why a partition is paused; it resumes when no reason is left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum PauseReason {
+    /// The head of a retry partition is not due yet.
+    Delay,
+    /// Too much work is held in memory.
+    Backpressure,
+    /// A dependency's breaker is open.
+    Breaker,
+    /// The group is stopping.
+    Shutdown,
+}
+
+#[derive(Debug, Default)]
+struct PartitionEntry {
+    progress: PartitionProgress,
+    in_flight: usize,
+    revoking: bool,
+    paused: HashSet<PauseReason>,
+    /// Consumer lag from the client's statistics.
+    lag: i64,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    partitions: HashMap<Tp, PartitionEntry>,
+}
+
+/// State shared by the poll thread, the engine and handler tasks.
+struct Shared {
+    table: Mutex<Table>,
+    changed: Condvar,
+    breakers: Mutex<HashMap<String, CircuitBreaker>>,
+    breaker_template: CircuitBreaker,
+    drain_timeout: Duration,
+    metrics: GroupMetrics,
+}
+
+impl Shared {
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The consumer's context: rebalance callbacks and statistics, on the poll thread.
+struct GroupContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut table = self.shared.table();
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                if let Some(entry) = table.partitions.get_mut(&(topic.clone(), *partition)) {
+                    entry.lag = p.consumer_lag.max(0);
+                    self.shared
+                        .metrics
+                        .lag
+                        .with_label_values(&[topic, &partition.to_string()])
+                        .set(entry.lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(list) = rebalance else {
+            return;
+        };
+        let revoked: Vec<Tp> = list
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        let deadline = Instant::now() + self.shared.drain_timeout;
+        let mut table = self.shared.table();
+        for tp in &revoked {
+            if let Some(entry) = table.partitions.get_mut(tp) {
+                entry.revoking = true;
+            }
+        }
+        // Let in-flight work of the revoked partitions finish (handler tasks run on the async
+        // runtime, not on this thread), then commit what is finished.
+        while revoked
+            .iter()
+            .any(|tp| table.partitions.get(tp).is_some_and(|e| e.in_flight > 0))
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    "revocation: in-flight events did not finish within the drain timeout"
+                );
+                break;
+            }
+            table = self
+                .shared
+                .changed
+                .wait_timeout(table, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let mut commit = TopicPartitionList::new();
+        for tp in &revoked {
+            if let Some(position) = table
+                .partitions
+                .get(tp)
+                .and_then(|e| e.progress.commit_position())
+            {
+                let _ = commit.add_partition_offset(&tp.0, tp.1, Offset::Offset(position));
+            }
+            table.partitions.remove(tp);
+        }
+        drop(table);
+        if commit.count() > 0 {
+            if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+                tracing::warn!(error = %e, "revocation: commit failed");
+            }
+        }
+        tracing::info!(partitions = revoked.len(), "partitions revoked");
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let mut table = self.shared.table();
+                for element in list.elements() {
+                    table
+                        .partitions
+                        .entry((element.topic().to_string(), element.partition()))
+                        .or_default();
+                }
+                tracing::info!(partitions = list.count(), "partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::error!(error = %e, "rebalance error"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+type GroupConsumer = BaseConsumer<GroupContext>;
+
+/// Everything a handler task needs.
+struct Runtime {
+    catalog: Arc<Catalog>,
+    group: Group,
+    group_name: Arc<str>,
+    source: Arc<str>,
+    handlers: HashMap<String, Arc<dyn Handler>>,
+    registry: Arc<SchemaRegistry>,
+    producer: FutureProducer,
+    publisher: EventPublisher,
+    redis: Option<ConnectionManager>,
+    consumer: Arc<GroupConsumer>,
+    shared: Arc<Shared>,
+}
+
+/// What a handler task reports back to the engine.
+enum Outcome {
+    /// Finished: succeeded, skipped, retried or dead-lettered. The offset is marked finished.
+    Done {
+        dead_lettered: bool,
+        error: Option<String>,
+    },
+    /// A dependency's breaker is open: the event waits in memory, its offset stays pending.
+    Parked { dependency: String },
+}
+
+struct Completion {
+    tp: Tp,
+    key: Vec<u8>,
+    message: OwnedMessage,
+    outcome: Outcome,
+    trial: bool,
+}
+
+/// Builds and runs one consumer group.
+pub struct ConsumerGroup {
+    catalog: Arc<Catalog>,
+    group: Group,
+    handlers: HashMap<String, Arc<dyn Handler>>,
+    kafka: KafkaConfig,
+    registry: Arc<SchemaRegistry>,
+    redis: Option<ConnectionManager>,
+    settings: GroupSettings,
+    metrics: Option<GroupMetrics>,
+}
+
+impl ConsumerGroup {
+    /// A group declared in the catalog's topology.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        group: &str,
+        kafka: KafkaConfig,
+        registry: Arc<SchemaRegistry>,
+    ) -> Result<ConsumerGroup, ConsumerError> {
+        let group = catalog
+            .group(group)
+            .cloned()
+            .ok_or_else(|| ConsumerError::Config(format!("no group `{group}` in the topology")))?;
+        Ok(ConsumerGroup {
+            catalog,
+            group,
+            handlers: HashMap::new(),
+            kafka,
+            registry,
+            redis: None,
+            settings: GroupSettings::default(),
+            metrics: None,
+        })
+    }
+
+    /// Registers the handler of one subscribed event type.
+    pub fn handler(mut self, event_type: &str, handler: impl Handler) -> Self {
+        self.handlers
+            .insert(event_type.to_string(), Arc::new(handler));
+        self
+    }
+
+    /// Redis for realtime broadcasts requested by handlers.
+    pub fn redis(mut self, redis: ConnectionManager) -> Self {
+        self.redis = Some(redis);
+        self
+    }
+
+    pub fn settings(mut self, settings: GroupSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Metrics registered by the caller (so a binary serves them on /metrics).
+    pub fn metrics(mut self, metrics: GroupMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The group's name, as consumers and topics know it (namespace applied).
+    pub fn group_id(&self) -> String {
+        self.catalog.topic_name(&self.group.name)
+    }
+
+    fn check(&self) -> Result<(), ConsumerError> {
+        let mut problems = Vec::new();
+        for event_type in &self.group.subscribe {
+            if !self.handlers.contains_key(event_type) {
+                problems.push(format!("no handler for subscribed type `{event_type}`"));
+            }
+        }
+        for event_type in self.handlers.keys() {
+            if !self.group.subscribe.contains(event_type) {
+                problems.push(format!(
+                    "a handler for `{event_type}`, which the group does not subscribe to"
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConsumerError::Config(problems.join("; ")))
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled (then drains and commits) or the flood guard trips.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+        self.check()?;
+        let group_id = self.group_id();
+        let main_topics = self.catalog.group_topics(&self.group);
+        let retry_topics: Vec<String> = self
+            .group
+            .retry_delays
+            .iter()
+            .map(|d| self.catalog.topic_name(&self.group.retry_topic_base(*d)))
+            .collect();
+        let tiers: HashMap<String, Tier> = self
+            .group
+            .subscribe
+            .iter()
+            .filter_map(|t| self.catalog.event(t))
+            .filter_map(|e| e.topic.clone().map(|topic| (topic, e.route.tier)))
+            .collect();
+
+        let metrics = self
+            .metrics
+            .unwrap_or_else(|| GroupMetrics::new(&prometheus::Registry::new()));
+        let shared = Arc::new(Shared {
+            table: Mutex::default(),
+            changed: Condvar::new(),
+            breakers: Mutex::default(),
+            breaker_template: CircuitBreaker::new(
+                self.settings.breaker_threshold,
+                self.settings.breaker_cool_down,
+            ),
+            drain_timeout: self.settings.drain_timeout,
+            metrics,
+        });
+        let consumer = Arc::new(create_consumer(
+            &self.kafka,
+            &group_id,
+            &self.settings,
+            shared.clone(),
+        )?);
+        let topics: Vec<&str> = main_topics
+            .iter()
+            .chain(&retry_topics)
+            .map(String::as_str)
+            .collect();
+        consumer.subscribe(&topics)?;
+
+        let producer = kafka::producer(&self.kafka, &ProducerSettings::default())?;
+        let source: Arc<str> = Arc::from(format!("/circulatory/{}", self.group.name));
+        let publisher = EventPublisher::new(
+            self.catalog.clone(),
+            self.registry.clone(),
+            producer.clone(),
+            source.to_string(),
+        )
+        .with_publish_timeout(Duration::from_secs(15));
+        let runtime = Arc::new(Runtime {
+            catalog: self.catalog.clone(),
+            group_name: Arc::from(self.group.name.as_str()),
+            group: self.group.clone(),
+            source,
+            handlers: self.handlers,
+            registry: self.registry,
+            producer,
+            publisher,
+            redis: self.redis,
+            consumer: consumer.clone(),
+            shared: shared.clone(),
+        });
+
+        let (tx, rx) = mpsc::channel(self.settings.channel_capacity);
+        let stop_polling = Arc::new(AtomicBool::new(false));
+        let poller = spawn_poll_thread(consumer.clone(), tx, stop_polling.clone());
+        let mut engine = Engine {
+            runtime,
+            rx,
+            in_flight: JoinSet::new(),
+            lanes: HashMap::new(),
+            delayed: HashMap::new(),
+            parked: VecDeque::new(),
+            trial_running: false,
+            held: 0,
+            max_in_flight: self
+                .settings
+                .max_in_flight
+                .unwrap_or(self.group.max_in_flight as usize)
+                .max(1),
+            tiers,
+            retry_topics: retry_topics.iter().cloned().collect(),
+            settings: self.settings,
+            outcomes: VecDeque::new(),
+            ready: BTreeMap::new(),
+            ready_by_tp: HashMap::new(),
+            running: 0,
+            held_by_tier: HashMap::new(),
+            running_by_tier: HashMap::new(),
+        };
+        tracing::info!(group = %group_id, topics = ?topics, "consumer group started");
+        let result = engine.run(shutdown).await;
+        engine.drain().await;
+        stop_polling.store(true, Ordering::Relaxed);
+        // Unblock the poll thread if it waits on a full channel.
+        engine.rx.close();
+        while engine.rx.try_recv().is_ok() {}
+        let commit_consumer = consumer.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = poller.join();
+            if let Err(e) = commit_consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(error = %e, "final commit");
+            }
+            commit_consumer.unsubscribe();
+        })
+        .await;
+        tracing::info!(group = %group_id, "consumer group stopped");
+        result
+    }
+}
+
+fn create_consumer(
+    kafka: &KafkaConfig,
+    group_id: &str,
+    settings: &GroupSettings,
+    shared: Arc<Shared>,
+) -> Result<GroupConsumer, ConsumerError> {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.bootstrap_servers)
+        .set("client.id", &kafka.client_id)
+        .set("group.id", group_id)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        // Offsets are stored only for finished work, never by the client on delivery.
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            settings.session_timeout.as_millis().to_string(),
+        )
+        .set("statistics.interval.ms", "500")
+        .set("enable.partition.eof", "false")
+        // Bounded prefetch: at most this much is buffered per partition in the client.
+        .set("queued.max.messages.kbytes", "8192");
+    for (key, value) in &kafka.overrides {
+        config.set(key, value);
+    }
+    Ok(config.create_with_context(GroupContext { shared })?)
+}
+
+/// Polls on a dedicated thread; records go to the engine over a bounded channel.
+fn spawn_poll_thread(
+    consumer: Arc<GroupConsumer>,
+    tx: mpsc::Sender<OwnedMessage>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("circ-poll".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match consumer.poll(Duration::from_millis(100)) {
+                    Some(Ok(message)) if tx.blocking_send(message.detach()).is_err() => return,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                    None => {}
+                }
+            }
+        })
+        .expect("spawn the poll thread")
+}
+
+struct Engine {
+    runtime: Arc<Runtime>,
+    rx: mpsc::Receiver<OwnedMessage>,
+    in_flight: JoinSet<Completion>,
+    lanes: HashMap<Tp, KeyLanes<OwnedMessage>>,
+    /// Retry records not yet due, per partition, in arrival (= due) order.
+    delayed: HashMap<Tp, VecDeque<(i64, OwnedMessage)>>,
+    /// Events waiting for an open breaker, with their dependency.
+    parked: VecDeque<(String, Tp, Vec<u8>, OwnedMessage)>,
+    trial_running: bool,
+    /// Records the engine holds: running, ready, queued in lanes, delayed or parked.
+    held: usize,
+    /// The group's bound on handler calls running at once.
+    max_in_flight: usize,
+    tiers: HashMap<String, Tier>,
+    retry_topics: HashSet<String>,
+    settings: GroupSettings,
+    /// Recent outcomes for the flood guard: true when dead-lettered.
+    outcomes: VecDeque<(bool, Option<String>)>,
+    /// Events ready to run (their key's lane is free), by class: retry topics first, then tiers
+    /// in priority order. They wait here for a slot, or for their tier's turn.
+    ready: BTreeMap<u8, VecDeque<(Tp, Vec<u8>, OwnedMessage)>>,
+    /// Ready events per partition: a partition with too many stops fetching (backpressure).
+    ready_by_tp: HashMap<Tp, usize>,
+    /// Handler calls running.
+    running: usize,
+    /// Main-topic events received and not finished, per tier.
+    held_by_tier: HashMap<Tier, usize>,
+    /// Main-topic events running, per tier.
+    running_by_tier: HashMap<Tier, usize>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn key_of(message: &OwnedMessage) -> Vec<u8> {
+    match message.key() {
+        Some(key) if !key.is_empty() => key.to_vec(),
+        // Keyless records have no order to keep: each is its own lane.
+        _ => format!("\u{0}offset:{}", message.offset()).into_bytes(),
+    }
+}
+
+impl Engine {
+    async fn run(&mut self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+        let tick = Duration::from_millis(100);
+        loop {
+            let next_timer = tokio::time::Instant::now() + tick;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                    match done {
+                        Ok(completion) => self.on_completion(completion)?,
+                        Err(e) => tracing::error!(error = %e, "handler task failed"),
+                    }
+                }
+                message = self.rx.recv() => match message {
+                    Some(message) => self.on_message(message),
+                    None => return Ok(()),
+                },
+                _ = tokio::time::sleep_until(next_timer) => self.on_tick(),
+            }
+        }
+    }
+
+    fn pause(&self, tps: &[Tp], reason: PauseReason) {
+        self.set_pause(tps, reason, true);
+    }
+
+    fn resume(&self, tps: &[Tp], reason: PauseReason) {
+        self.set_pause(tps, reason, false);
+    }
+
+    fn set_pause(&self, tps: &[Tp], reason: PauseReason, on: bool) {
+        let mut change = TopicPartitionList::new();
+        {
+            let mut table = self.runtime.shared.table();
+            for tp in tps {
+                let Some(entry) = table.partitions.get_mut(tp) else {
+                    continue;
+                };
+                let was_running = entry.paused.is_empty();
+                if on {
+                    entry.paused.insert(reason);
+                } else {
+                    entry.paused.remove(&reason);
+                }
+                if was_running != entry.paused.is_empty() {
+                    change.add_partition(&tp.0, tp.1);
+                }
+            }
+        }
+        if change.count() == 0 {
+            return;
+        }
+        let result = if on {
+            self.runtime.consumer.pause(&change)
+        } else {
+            self.runtime.consumer.resume(&change)
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "pause/resume");
+        }
+        self.update_paused_gauge();
+    }
+
+    fn update_paused_gauge(&self) {
+        let table = self.runtime.shared.table();
+        let paused = table
+            .partitions
+            .values()
+            .filter(|e| !e.paused.is_empty())
+            .count();
+        self.runtime.shared.metrics.paused.set(paused as i64);
+    }
+
+    fn assigned(&self) -> Vec<Tp> {
+        self.runtime
+            .shared
+            .table()
+            .partitions
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn on_message(&mut self, message: OwnedMessage) {
+        let tp: Tp = (message.topic().to_string(), message.partition());
+        {
+            let mut table = self.runtime.shared.table();
+            match table.partitions.get_mut(&tp) {
+                Some(entry) if !entry.revoking => entry.progress.received(message.offset()),
+                // Revoked or not (yet) ours: the next owner reads it.
+                _ => return,
+            }
+        }
+        self.held += 1;
+        if let Some(tier) = self.tiers.get(&tp.0) {
+            *self.held_by_tier.entry(*tier).or_default() += 1;
+        }
+        if self.retry_topics.contains(&tp.0) {
+            let state = RetryState::read(message.headers());
+            let due = state.due_at_ms.unwrap_or(0);
+            let queue = self.delayed.entry(tp.clone()).or_default();
+            if due > now_ms() || !queue.is_empty() {
+                // Records of one retry topic share a delay, so they are due in order: the head
+                // decides, and the partition is paused until it is due.
+                queue.push_back((due, message));
+                self.pause(std::slice::from_ref(&tp), PauseReason::Delay);
+                return;
+            }
+        }
+        self.admit(tp, message);
+        self.release();
+    }
+
+    fn admit(&mut self, tp: Tp, message: OwnedMessage) {
+        let key = key_of(&message);
+        if let Some(message) = self
+            .lanes
+            .entry(tp.clone())
+            .or_default()
+            .admit(key.clone(), message)
+        {
+            self.make_ready(tp, key, message);
+        }
+    }
+
+    /// Retry topics are class 0 (their events already waited), then tiers in priority order.
+    fn class_of(&self, tp: &Tp) -> u8 {
+        match self.tiers.get(&tp.0) {
+            None => 0,
+            Some(Tier::Critical) => 1,
+            Some(Tier::High) => 2,
+            Some(Tier::Normal) => 3,
+            Some(Tier::Low) => 4,
+        }
+    }
+
+    fn make_ready(&mut self, tp: Tp, key: Vec<u8>, message: OwnedMessage) {
+        let class = self.class_of(&tp);
+        *self.ready_by_tp.entry(tp.clone()).or_default() += 1;
+        self.update_backpressure(&tp);
+        self.ready
+            .entry(class)
+            .or_default()
+            .push_back((tp, key, message));
+    }
+
+    /// The highest tier with events received and not finished, or a lag reported by the client.
+    fn top_backlog(&self) -> Option<Tier> {
+        let held = self
+            .held_by_tier
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(t, _)| *t)
+            .min();
+        let lagging = {
+            let table = self.runtime.shared.table();
+            table
+                .partitions
+                .iter()
+                .filter(|(_, e)| e.lag > 0)
+                .filter_map(|(tp, _)| self.tiers.get(&tp.0).copied())
+                .min()
+        };
+        match (held, lagging) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Slots lower tiers keep while a higher tier has a backlog: their minimum share.
+    fn lower_tier_quota(&self) -> usize {
+        ((self.max_in_flight as f64 * self.settings.low_tier_min_share).ceil() as usize).max(1)
+    }
+
+    /// Starts ready events while slots are free: retry topics first, then tiers in order; a
+    /// lower tier runs within its minimum share while a higher tier has a backlog.
+    fn release(&mut self) {
+        let top = self.top_backlog();
+        let quota = self.lower_tier_quota();
+        let classes: Vec<u8> = self.ready.keys().copied().collect();
+        for class in classes {
+            loop {
+                if self.running >= self.max_in_flight {
+                    return;
+                }
+                let Some((tp, _, _)) = self.ready.get(&class).and_then(|q| q.front()) else {
+                    break;
+                };
+                let tier = self.tiers.get(&tp.0).copied();
+                let lower = matches!((tier, top), (Some(t), Some(top)) if t > top);
+                if lower {
+                    let running_lower: usize = self
+                        .running_by_tier
+                        .iter()
+                        .filter(|(t, _)| top.is_some_and(|top| **t > top))
+                        .map(|(_, n)| *n)
+                        .sum();
+                    if running_lower >= quota {
+                        return;
+                    }
+                }
+                let Some((tp, key, message)) =
+                    self.ready.get_mut(&class).and_then(|q| q.pop_front())
+                else {
+                    break;
+                };
+                if let Some(n) = self.ready_by_tp.get_mut(&tp) {
+                    *n = n.saturating_sub(1);
+                }
+                self.update_backpressure(&tp);
+                self.start(tp, key, message, false);
+            }
+        }
+    }
+
+    fn start(&mut self, tp: Tp, key: Vec<u8>, message: OwnedMessage, trial: bool) {
+        self.running += 1;
+        if let Some(tier) = self.tiers.get(&tp.0) {
+            *self.running_by_tier.entry(*tier).or_default() += 1;
+        }
+        {
+            let mut table = self.runtime.shared.table();
+            if let Some(entry) = table.partitions.get_mut(&tp) {
+                entry.in_flight += 1;
+            }
+        }
+        self.runtime.shared.metrics.in_flight.inc();
+        let runtime = self.runtime.clone();
+        self.in_flight.spawn(async move {
+            let outcome = process(&runtime, &tp, &message).await;
+            if let Outcome::Done { .. } = outcome {
+                finish_offset(&runtime, &tp, message.offset());
+            } else {
+                let mut table = runtime.shared.table();
+                if let Some(entry) = table.partitions.get_mut(&tp) {
+                    entry.in_flight = entry.in_flight.saturating_sub(1);
+                }
+                runtime.shared.changed.notify_all();
+            }
+            runtime.shared.metrics.in_flight.dec();
+            Completion {
+                tp,
+                key,
+                message,
+                outcome,
+                trial,
+            }
+        });
+    }
+
+    fn on_completion(&mut self, completion: Completion) -> Result<(), ConsumerError> {
+        let Completion {
+            tp,
+            key,
+            message,
+            outcome,
+            trial,
+        } = completion;
+        if trial {
+            self.trial_running = false;
+        }
+        self.running = self.running.saturating_sub(1);
+        let tier = self.tiers.get(&tp.0).copied();
+        if let Some(tier) = tier {
+            if let Some(n) = self.running_by_tier.get_mut(&tier) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        match outcome {
+            Outcome::Parked { dependency } => {
+                tracing::warn!(dependency = %dependency, "breaker open: event parked, group paused");
+                self.parked.push_back((dependency, tp, key, message));
+                let all = self.assigned();
+                self.pause(&all, PauseReason::Breaker);
+                self.release();
+                return Ok(());
+            }
+            Outcome::Done {
+                dead_lettered,
+                error,
+            } => {
+                self.held = self.held.saturating_sub(1);
+                if let Some(n) = tier.and_then(|t| self.held_by_tier.get_mut(&t)) {
+                    *n = n.saturating_sub(1);
+                }
+                if trial || (!self.parked.is_empty() && self.breakers_closed()) {
+                    self.release_parked();
+                }
+                self.record_outcome(dead_lettered, error)?;
+            }
+        }
+        let revoking = self
+            .runtime
+            .shared
+            .table()
+            .partitions
+            .get(&tp)
+            .is_none_or(|e| e.revoking);
+        if let Some(lanes) = self.lanes.get_mut(&tp) {
+            if revoking {
+                let dropped = lanes.clear().len();
+                self.lanes.remove(&tp);
+                self.forget(&tp, dropped);
+            } else if let Some(next) = lanes.finish(&key) {
+                self.make_ready(tp, key, next);
+            }
+        }
+        self.release();
+        Ok(())
+    }
+
+    /// Forgets `count` events of `tp` the engine held but will not run (partition revoked).
+    fn forget(&mut self, tp: &Tp, count: usize) {
+        self.held = self.held.saturating_sub(count);
+        if let Some(n) = self
+            .tiers
+            .get(&tp.0)
+            .and_then(|t| self.held_by_tier.get_mut(t))
+        {
+            *n = n.saturating_sub(count);
+        }
+    }
+
+    fn breakers_closed(&self) -> bool {
+        let now = Instant::now();
+        self.runtime
+            .shared
+            .breakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .all(|b| matches!(b.state(now), BreakerState::Closed))
+    }
+
+    /// A trial succeeded (or every breaker closed): resume and run what was parked.
+    fn release_parked(&mut self) {
+        if !self.breakers_closed() {
+            return;
+        }
+        let all = self.assigned();
+        self.resume(&all, PauseReason::Breaker);
+        while let Some((_, tp, key, message)) = self.parked.pop_front() {
+            self.make_ready(tp, key, message);
+        }
+        self.release();
+    }
+
+    fn record_outcome(
+        &mut self,
+        dead_lettered: bool,
+        error: Option<String>,
+    ) -> Result<(), ConsumerError> {
+        self.outcomes.push_back((dead_lettered, error));
+        while self.outcomes.len() > self.settings.flood_window {
+            self.outcomes.pop_front();
+        }
+        let dead = self.outcomes.iter().filter(|(d, _)| *d).count();
+        let window = self.outcomes.len();
+        if window >= self.settings.flood_min_events
+            && dead as f64 >= self.settings.flood_max_ratio * window as f64
+        {
+            let last_error = self
+                .outcomes
+                .iter()
+                .rev()
+                .find_map(|(_, e)| e.clone())
+                .unwrap_or_default();
+            let error = ConsumerError::DeadLetterFlood {
+                dead,
+                window,
+                last_error,
+            };
+            tracing::error!(error = %error, "stopping the group");
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// A partition stops fetching while it has a full slot's worth of ready events waiting, so
+    /// memory stays bounded and a busy tier never blocks another tier's partitions.
+    fn update_backpressure(&self, tp: &Tp) {
+        let waiting = self.ready_by_tp.get(tp).copied().unwrap_or(0);
+        if waiting >= self.max_in_flight {
+            self.pause(std::slice::from_ref(tp), PauseReason::Backpressure);
+        } else if waiting <= self.max_in_flight / 2 {
+            self.resume(std::slice::from_ref(tp), PauseReason::Backpressure);
+        }
+    }
+
+    fn on_tick(&mut self) {
+        // Retry records that came due.
+        let now = now_ms();
+        let due_partitions: Vec<Tp> = self
+            .delayed
+            .iter()
+            .filter(|(_, q)| q.front().is_some_and(|(due, _)| *due <= now))
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in due_partitions {
+            while let Some((due, _)) = self.delayed.get(&tp).and_then(|q| q.front()) {
+                if *due > now {
+                    break;
+                }
+                let Some((_, message)) = self.delayed.get_mut(&tp).and_then(|q| q.pop_front())
+                else {
+                    break;
+                };
+                self.admit(tp.clone(), message);
+            }
+            if self.delayed.get(&tp).is_some_and(|q| q.is_empty()) {
+                self.delayed.remove(&tp);
+                self.resume(std::slice::from_ref(&tp), PauseReason::Delay);
+            }
+        }
+        // Revoked partitions: drop what the engine still holds for them.
+        let revoked: Vec<Tp> = {
+            let table = self.runtime.shared.table();
+            self.delayed
+                .keys()
+                .chain(self.lanes.keys())
+                .filter(|tp| table.partitions.get(*tp).is_none_or(|e| e.revoking))
+                .cloned()
+                .collect()
+        };
+        for tp in revoked {
+            let before = self.parked.len();
+            self.parked.retain(|(_, t, _, _)| *t != tp);
+            let mut dropped = before - self.parked.len();
+            for queue in self.ready.values_mut() {
+                let before = queue.len();
+                queue.retain(|(t, _, _)| *t != tp);
+                dropped += before - queue.len();
+            }
+            self.ready_by_tp.remove(&tp);
+            dropped += self.delayed.remove(&tp).map_or(0, |q| q.len());
+            dropped += self
+                .lanes
+                .remove(&tp)
+                .map_or(0, |mut lanes| lanes.clear().len());
+            self.forget(&tp, dropped);
+        }
+        // A half-open breaker gets one trial.
+        if !self.parked.is_empty() && !self.trial_running {
+            let now = Instant::now();
+            let half_open = {
+                let breakers = self
+                    .runtime
+                    .shared
+                    .breakers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                self.parked.front().is_some_and(|(dependency, ..)| {
+                    breakers
+                        .get(dependency)
+                        .is_some_and(|b| matches!(b.state(now), BreakerState::HalfOpen { .. }))
+                })
+            };
+            if half_open {
+                if let Some((_, tp, key, message)) = self.parked.pop_front() {
+                    self.trial_running = true;
+                    self.start(tp, key, message, true);
+                }
+            }
+        }
+        self.release();
+        self.update_breaker_gauge();
+    }
+
+    fn update_breaker_gauge(&self) {
+        let now = Instant::now();
+        let breakers = self
+            .runtime
+            .shared
+            .breakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for (dependency, breaker) in breakers.iter() {
+            let value = match breaker.state(now) {
+                BreakerState::Closed => 0,
+                BreakerState::HalfOpen { .. } => 1,
+                BreakerState::Open { .. } => 2,
+            };
+            self.runtime
+                .shared
+                .metrics
+                .breaker
+                .with_label_values(&[dependency])
+                .set(value);
+        }
+    }
+
+    /// Stops fetching and waits (bounded) for in-flight events; what is held but not started is
+    /// left uncommitted, so the next owner reads it again.
+    async fn drain(&mut self) {
+        let all = self.assigned();
+        self.pause(&all, PauseReason::Shutdown);
+        let deadline = tokio::time::Instant::now() + self.settings.drain_timeout;
+        while !self.in_flight.is_empty() {
+            match tokio::time::timeout_at(deadline, self.in_flight.join_next()).await {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        left = self.in_flight.len(),
+                        "drain timeout: in-flight events will be redelivered"
+                    );
+                    self.in_flight.abort_all();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Marks an offset finished and stores the partition's commit position.
+fn finish_offset(runtime: &Runtime, tp: &Tp, offset: i64) {
+    let position = {
+        let mut table = runtime.shared.table();
+        let Some(entry) = table.partitions.get_mut(tp) else {
+            return;
+        };
+        entry.progress.finished(offset);
+        entry.in_flight = entry.in_flight.saturating_sub(1);
+        entry.progress.commit_position()
+    };
+    runtime.shared.changed.notify_all();
+    if let Some(position) = position {
+        let mut list = TopicPartitionList::new();
+        if list
+            .add_partition_offset(&tp.0, tp.1, Offset::Offset(position))
+            .is_ok()
+        {
+            if let Err(e) = runtime.consumer.store_offsets(&list) {
+                tracing::debug!(error = %e, topic = %tp.0, partition = tp.1, "store offset");
+            }
+        }
+    }
+}
+
+/// One event, start to finish: decode, handle, emit, or route the failure.
+async fn process(runtime: &Runtime, tp: &Tp, message: &OwnedMessage) -> Outcome {
+    let started = Instant::now();
+    let state = RetryState::read(message.headers());
+    let origin = state.origin.clone().unwrap_or(Origin {
+        topic: tp.0.clone(),
+        partition: tp.1,
+        offset: message.offset(),
+        timestamp: message.timestamp().to_millis(),
+    });
+    let event = match decode(runtime, message, &state, &origin).await {
+        Ok(Some(event)) => event,
+        // A type of the topic this group does not subscribe to.
+        Ok(None) => {
+            return Outcome::Done {
+                dead_lettered: false,
+                error: None,
+            }
+        }
+        Err(Decode::Poison(reason)) => {
+            return route_failure(
+                runtime,
+                message,
+                &state,
+                &origin,
+                "undecodable",
+                &reason,
+                None,
+            )
+            .await
+        }
+        Err(Decode::Transient(reason)) => {
+            // The registry is unreachable: the record is fine, the lookup is not.
+            return route_failure(
+                runtime,
+                message,
+                &state,
+                &origin,
+                "dependency",
+                &reason,
+                Some(true),
+            )
+            .await;
+        }
+    };
+    let event_type = event.event_type().to_string();
+    let handler = runtime.handlers.get(&event_type).cloned();
+    let Some(handler) = handler else {
+        return Outcome::Done {
+            dead_lettered: false,
+            error: None,
+        };
+    };
+    let ctx = Context::new(
+        runtime.group_name.clone(),
+        runtime.source.clone(),
+        event.metadata.clone(),
+    );
+    let span = tracing::info_span!(
+        "event",
+        group = %runtime.group_name,
+        event_type = %event_type,
+        event_id = %event.metadata.id,
+        correlation_id = event.metadata.correlation_id.as_deref().unwrap_or(""),
+        topic = %tp.0,
+        partition = tp.1,
+        offset = message.offset(),
+        attempt = state.attempt,
+    );
+    let result = tracing::Instrument::instrument(
+        tokio::time::timeout(runtime.group.timeout, handler.handle(event, ctx.clone())),
+        span,
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(HandlerError::Retryable(format!(
+            "timed out after {:?}",
+            runtime.group.timeout
+        )))
+    });
+    let result = match result {
+        Ok(()) => apply_effects(runtime, &ctx).await,
+        Err(e) => Err(e),
+    };
+    let metrics = &runtime.shared.metrics;
+    metrics
+        .duration
+        .with_label_values(&[&event_type])
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(()) => {
+            for breaker in runtime
+                .shared
+                .breakers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values_mut()
+            {
+                breaker.on_success();
+            }
+            metrics.processed.with_label_values(&[&event_type]).inc();
+            Outcome::Done {
+                dead_lettered: false,
+                error: None,
+            }
+        }
+        Err(error) => {
+            metrics.failed.with_label_values(&[&event_type]).inc();
+            if let HandlerError::Dependency { dependency, .. } = &error {
+                let now = Instant::now();
+                let mut breakers = runtime
+                    .shared
+                    .breakers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let breaker = breakers
+                    .entry(dependency.clone())
+                    .or_insert_with(|| runtime.shared.breaker_template.clone());
+                breaker.on_failure(now);
+                if !matches!(breaker.state(now), BreakerState::Closed) {
+                    return Outcome::Parked {
+                        dependency: dependency.clone(),
+                    };
+                }
+            }
+            route_failure(
+                runtime,
+                message,
+                &state,
+                &origin,
+                error.class(),
+                &error.to_string(),
+                Some(error.is_retryable()),
+            )
+            .await
+        }
+    }
+}
+
+enum Decode {
+    Poison(String),
+    Transient(String),
+}
+
+async fn decode(
+    runtime: &Runtime,
+    message: &OwnedMessage,
+    state: &RetryState,
+    origin: &Origin,
+) -> Result<Option<Event>, Decode> {
+    let metadata = EventMetadata::from_headers(message.headers())
+        .map_err(|e| Decode::Poison(format!("headers: {e}")))?;
+    if !runtime.group.subscribe.contains(&metadata.event_type) {
+        return Ok(None);
+    }
+    let payload = message
+        .payload()
+        .ok_or_else(|| Decode::Poison("the record has no value".into()))?;
+    let decoded = runtime.registry.decode(payload).await.map_err(|e| {
+        if e.is_transient() {
+            Decode::Transient(e.to_string())
+        } else {
+            Decode::Poison(e.to_string())
+        }
+    })?;
+    let expected = runtime
+        .catalog
+        .event(&metadata.event_type)
+        .map(|e| e.full_name.clone());
+    if decoded.full_name.is_some() && decoded.full_name != expected {
+        return Err(Decode::Poison(format!(
+            "`{}` carries a {} record",
+            metadata.event_type,
+            decoded.full_name.unwrap_or_default()
+        )));
+    }
+    Ok(Some(Event {
+        data: avro_to_json(&decoded.value),
+        key: message.key().map(<[u8]>::to_vec),
+        topic: message.topic().to_string(),
+        partition: message.partition(),
+        offset: message.offset(),
+        origin: origin.clone(),
+        attempt: state.attempt,
+        metadata,
+    }))
+}
+
+/// Sends what the handler emitted (awaiting acks) and its broadcasts (best effort).
+async fn apply_effects(runtime: &Runtime, ctx: &Context) -> Result<(), HandlerError> {
+    let (emitted, broadcasts) = ctx.take_effects();
+    let mut validated = Vec::with_capacity(emitted.len());
+    for draft in emitted {
+        let event = runtime
+            .publisher
+            .validate(draft)
+            .map_err(|e| HandlerError::permanent(format!("emitted event: {e}")))?;
+        validated.push(event);
+    }
+    for result in runtime.publisher.publish_all(validated).await {
+        result.map_err(|e| HandlerError::retryable(format!("emitting: {e}")))?;
+    }
+    if let (Some(redis), false) = (&runtime.redis, broadcasts.is_empty()) {
+        let mut redis = redis.clone();
+        for broadcast in broadcasts {
+            let message = RealtimeMessage::new(
+                &broadcast.event_type,
+                &uuid::Uuid::now_v7().to_string(),
+                chrono::Utc::now(),
+                broadcast.data,
+            );
+            if let Err(e) = realtime::publish(&mut redis, &[broadcast.channel], &message).await {
+                tracing::warn!(error = %e, "broadcast failed");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Produces a failed record to its next stop and waits for the broker's ack. `retryable` None
+/// means undecodable (straight to the dead letters).
+async fn route_failure(
+    runtime: &Runtime,
+    message: &OwnedMessage,
+    state: &RetryState,
+    origin: &Origin,
+    class: &str,
+    reason: &str,
+    retryable: Option<bool>,
+) -> Outcome {
+    let stop = match retryable {
+        None => NextStop::DeadLetter {
+            topic: runtime
+                .catalog
+                .topic_name(&runtime.group.dead_letter_topic_base()),
+            reason: DeadLetterReason::Poison,
+        },
+        Some(retryable) => {
+            retry::next_stop(&runtime.catalog, &runtime.group, state.attempt, retryable)
+        }
+    };
+    let failure = Failure {
+        group: &runtime.group_name,
+        class,
+        message: reason,
+        now_ms: now_ms(),
+    };
+    let headers = retry::headers_for(message.headers(), state, origin, &failure, &stop);
+    let (topic, dead_lettered) = match &stop {
+        NextStop::Retry { topic, .. } => (topic.clone(), false),
+        NextStop::DeadLetter { topic, .. } => (topic.clone(), true),
+    };
+    let event_type = headers
+        .iter()
+        .find(|h| h.key == crate::cloudevents::header::TYPE)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_else(|| "unknown".into());
+    // The hand-off must succeed before the offset may be committed: retry until it does (or the
+    // task is aborted at shutdown, leaving the offset uncommitted for redelivery).
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut record = rdkafka::producer::FutureRecord::to(&topic)
+            .headers(headers.clone())
+            .payload(message.payload().unwrap_or_default());
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        match runtime
+            .producer
+            .send(
+                record,
+                rdkafka::util::Timeout::After(Duration::from_secs(5)),
+            )
+            .await
+        {
+            Ok(_) => break,
+            Err((e, _)) => {
+                tracing::warn!(error = %e, topic = %topic, "could not hand a failed event on; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    let metrics = &runtime.shared.metrics;
+    if dead_lettered {
+        metrics
+            .dead_lettered
+            .with_label_values(&[&event_type])
+            .inc();
+        tracing::warn!(topic = %topic, error_class = class, error = reason, "event dead-lettered");
+    } else {
+        metrics.retried.with_label_values(&[&event_type]).inc();
+    }
+    Outcome::Done {
+        dead_lettered,
+        error: Some(reason.to_string()),
+    }
+}

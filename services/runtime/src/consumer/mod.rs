@@ -1,0 +1,19 @@
+//! The consumer runtime: every consumer-group binary runs on it.
+//!
+//! - [`handler`]: what group code sees (`Event`, `Context`, `HandlerError`, `Handler`).
+//! - [`engine`]: the at-least-once engine (`ConsumerGroup`): lanes, offsets, retries, breakers,
+//!   tiers, drain.
+//! - [`progress`]: per-partition commit positions and per-key lanes.
+//! - [`retry`]: the retry ladder, dead letters and their headers.
+//! - [`breaker`]: circuit breakers per dependency.
+//! - [`telemetry`]: the group's metrics.
+
+pub mod breaker;
+pub mod engine;
+pub mod handler;
+pub mod progress;
+pub mod retry;
+pub mod telemetry;
+
+pub use engine::{ConsumerError, ConsumerGroup, GroupSettings};
+pub use handler::{Context, Event, Handler, HandlerError};

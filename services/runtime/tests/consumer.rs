@@ -1,0 +1,590 @@
+//! The consumer runtime against the real broker, a fresh namespace (topics, groups) per test.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use circulatory::consumer::retry::header as retry_header;
+use circulatory::consumer::{ConsumerGroup, Context, Event, GroupSettings, Handler, HandlerError};
+use circulatory_testkit::{header, is_empty, read_records, sample_data, TestEnv};
+use futures::future::BoxFuture;
+use rdkafka::message::Message;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// What a handler saw.
+#[derive(Debug, Clone)]
+struct Seen {
+    id: String,
+    event_type: String,
+    key: String,
+    attempt: u32,
+    at: Instant,
+    data: Value,
+}
+
+type Behaviour = Arc<dyn Fn(&Event) -> Result<(), HandlerError> + Send + Sync>;
+
+/// Records every call, then answers with `behaviour`, optionally after a pause.
+#[derive(Clone)]
+struct Recorder {
+    seen: Arc<Mutex<Vec<Seen>>>,
+    /// Calls running now, and the most ever running at once.
+    running: Arc<Mutex<(usize, usize)>>,
+    behaviour: Behaviour,
+    pause: Arc<dyn Fn(&Event) -> Duration + Send + Sync>,
+}
+
+impl Recorder {
+    fn new(
+        behaviour: impl Fn(&Event) -> Result<(), HandlerError> + Send + Sync + 'static,
+    ) -> Recorder {
+        Recorder {
+            seen: Arc::default(),
+            running: Arc::default(),
+            behaviour: Arc::new(behaviour),
+            pause: Arc::new(|_| Duration::ZERO),
+        }
+    }
+
+    fn succeeding() -> Recorder {
+        Recorder::new(|_| Ok(()))
+    }
+
+    fn with_pause(
+        mut self,
+        pause: impl Fn(&Event) -> Duration + Send + Sync + 'static,
+    ) -> Recorder {
+        self.pause = Arc::new(pause);
+        self
+    }
+
+    fn max_concurrent(&self) -> usize {
+        self.running.lock().unwrap().1
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, count: usize, within: Duration) -> Vec<Seen> {
+        let deadline = Instant::now() + within;
+        loop {
+            let seen = self.seen();
+            if seen.len() >= count {
+                return seen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "saw {} of {count} calls within {within:?}",
+                seen.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Handler for Recorder {
+    fn handle(&self, event: Event, _ctx: Context) -> BoxFuture<'static, Result<(), HandlerError>> {
+        let this = self.clone();
+        Box::pin(async move {
+            {
+                let mut running = this.running.lock().unwrap();
+                running.0 += 1;
+                running.1 = running.1.max(running.0);
+            }
+            let pause = (this.pause)(&event);
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            this.seen.lock().unwrap().push(Seen {
+                id: event.id().to_string(),
+                event_type: event.event_type().to_string(),
+                key: String::from_utf8_lossy(event.key.as_deref().unwrap_or_default()).into_owned(),
+                attempt: event.attempt,
+                at: Instant::now(),
+                data: event.data.clone(),
+            });
+            this.running.lock().unwrap().0 -= 1;
+            (this.behaviour)(&event)
+        })
+    }
+}
+
+/// A running group; stops (draining) on drop of the token.
+struct Running {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), circulatory::consumer::ConsumerError>>,
+}
+
+impl Running {
+    async fn stop(self) -> Result<(), circulatory::consumer::ConsumerError> {
+        self.stop.cancel();
+        self.task.await.expect("group task")
+    }
+}
+
+fn start(env: &TestEnv, group: &str, recorder: &Recorder, settings: GroupSettings) -> Running {
+    let mut consumer = ConsumerGroup::new(
+        env.catalog.clone(),
+        group,
+        env.kafka.clone(),
+        env.registry.clone(),
+    )
+    .unwrap()
+    .settings(settings);
+    for event_type in &env.catalog.group(group).unwrap().subscribe {
+        consumer = consumer.handler(event_type, recorder.clone());
+    }
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(stop.clone()));
+    Running { stop, task }
+}
+
+/// Publishes `count` samples of a type concurrently (one batch of broker round trips).
+async fn publish_many(
+    env: &TestEnv,
+    publisher: &circulatory::publisher::EventPublisher,
+    event_type: &str,
+    count: usize,
+) {
+    let events = (0..count)
+        .map(|_| {
+            publisher
+                .validate(circulatory::publisher::EventDraft {
+                    event_type: event_type.into(),
+                    data: sample(env, event_type),
+                    ..Default::default()
+                })
+                .unwrap()
+        })
+        .collect();
+    for result in publisher.publish_all(events).await {
+        result.unwrap();
+    }
+}
+
+fn sample(env: &TestEnv, event_type: &str) -> Value {
+    sample_data(&env.catalog.event(event_type).unwrap().schema_json)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_are_handled_once_and_offsets_committed() {
+    let env = TestEnv::new();
+    env.create_group_topics("messenger").await;
+    let publisher = env.publisher();
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(
+            env.publish(&publisher, "message.sent", sample(&env, "message.sent"))
+                .await
+                .id,
+        );
+    }
+    let recorder = Recorder::succeeding();
+    let running = start(&env, "messenger", &recorder, GroupSettings::default());
+    let seen = recorder.wait_for(20, Duration::from_secs(30)).await;
+    running.stop().await.unwrap();
+    let mut handled: Vec<String> = seen.iter().map(|s| s.id.clone()).collect();
+    handled.sort();
+    ids.sort();
+    assert_eq!(handled, ids);
+    assert!(seen.iter().all(|s| s.attempt == 1 && s.data.is_object()));
+
+    // A new process of the same group starts after the committed offsets: nothing again.
+    let again = Recorder::succeeding();
+    let running = start(&env, "messenger", &again, GroupSettings::default());
+    let extra = env
+        .publish(&publisher, "message.sent", sample(&env, "message.sent"))
+        .await;
+    let seen = again.wait_for(1, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.stop().await.unwrap();
+    assert_eq!(again.seen().len(), 1, "only the new event: {:?}", seen);
+    assert_eq!(seen[0].id, extra.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn per_key_order_holds_under_concurrency() {
+    let env = TestEnv::new();
+    env.create_group_topics("messenger").await;
+    let publisher = env.publisher();
+    let conversations: Vec<String> = (0..4).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let mut expected: HashMap<String, Vec<String>> = HashMap::new();
+    for i in 0..60 {
+        let conversation = &conversations[i % conversations.len()];
+        let mut data = sample(&env, "message.sent");
+        data["conversationId"] = Value::String(conversation.clone());
+        let delivered = env.publish(&publisher, "message.sent", data).await;
+        expected
+            .entry(conversation.clone())
+            .or_default()
+            .push(delivered.id);
+    }
+    // Varying handler times: without per-key lanes, later events would overtake earlier ones.
+    let recorder =
+        Recorder::succeeding().with_pause(|e| Duration::from_millis((e.offset as u64 * 7919) % 40));
+    let running = start(&env, "messenger", &recorder, GroupSettings::default());
+    let seen = recorder.wait_for(60, Duration::from_secs(60)).await;
+    running.stop().await.unwrap();
+    let mut actual: HashMap<String, Vec<String>> = HashMap::new();
+    for s in &seen {
+        actual.entry(s.key.clone()).or_default().push(s.id.clone());
+    }
+    assert_eq!(actual, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_never_runs_before_its_delay() {
+    let env = TestEnv::new();
+    env.create_group_topics("user-lifecycle").await;
+    let publisher = env.publisher();
+    let delivered = env
+        .publish(&publisher, "user.verified", sample(&env, "user.verified"))
+        .await;
+    // Fails twice, succeeds on the third attempt: delays 2 s then 4 s (topics.yaml).
+    let recorder = Recorder::new(|e| {
+        if e.attempt < 3 {
+            Err(HandlerError::retryable("not yet"))
+        } else {
+            Ok(())
+        }
+    });
+    let running = start(&env, "user-lifecycle", &recorder, GroupSettings::default());
+    let seen = recorder.wait_for(3, Duration::from_secs(30)).await;
+    running.stop().await.unwrap();
+    assert!(seen.iter().all(|s| s.id == delivered.id));
+    assert_eq!(
+        seen.iter().map(|s| s.attempt).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let first = seen[1].at.duration_since(seen[0].at);
+    let second = seen[2].at.duration_since(seen[1].at);
+    assert!(
+        first >= Duration::from_secs(2),
+        "first retry after {first:?}"
+    );
+    assert!(
+        second >= Duration::from_secs(4),
+        "second retry after {second:?}"
+    );
+    assert!(
+        first < Duration::from_millis(3500),
+        "first retry late: {first:?}"
+    );
+    assert!(
+        second < Duration::from_millis(5500),
+        "second retry late: {second:?}"
+    );
+    let dlq = env.catalog.topic_name("user-lifecycle.dlq");
+    assert!(is_empty(&env.kafka, &dlq).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exhausted_attempts_go_to_the_dead_letters_with_their_story() {
+    let env = TestEnv::new();
+    env.create_group_topics("messenger").await;
+    let publisher = env.publisher();
+    let delivered = env
+        .publish(&publisher, "message.read", sample(&env, "message.read"))
+        .await;
+    let recorder = Recorder::new(|_| Err(HandlerError::retryable("recipient store timeout")));
+    let running = start(&env, "messenger", &recorder, GroupSettings::default());
+    let dlq = env.catalog.topic_name("messenger.dlq");
+    let records = read_records(&env.kafka, &dlq, 1, Duration::from_secs(30)).await;
+    running.stop().await.unwrap();
+    let record = &records[0];
+    assert_eq!(recorder.seen().len(), 3, "max_attempts is 3");
+    assert_eq!(
+        header(record, "ce_id").as_deref(),
+        Some(delivered.id.as_str())
+    );
+    assert_eq!(
+        header(record, retry_header::DLQ_REASON).as_deref(),
+        Some("exhausted")
+    );
+    assert_eq!(header(record, retry_header::ATTEMPT).as_deref(), Some("3"));
+    assert_eq!(
+        header(record, retry_header::GROUP).as_deref(),
+        Some("messenger")
+    );
+    assert_eq!(
+        header(record, retry_header::ORIGINAL_TOPIC),
+        Some(delivered.topic.clone())
+    );
+    assert_eq!(
+        header(record, retry_header::ORIGINAL_OFFSET),
+        Some(delivered.offset.to_string())
+    );
+    assert_eq!(
+        header(record, retry_header::ORIGINAL_PARTITION),
+        Some(delivered.partition.to_string())
+    );
+    assert_eq!(
+        header(record, retry_header::ERROR_CLASS).as_deref(),
+        Some("retryable")
+    );
+    assert_eq!(
+        header(record, retry_header::ERROR_MESSAGE).as_deref(),
+        Some("recipient store timeout")
+    );
+    assert!(header(record, retry_header::FIRST_FAILURE_AT).is_some());
+    assert!(header(record, retry_header::DEAD_LETTERED_AT).is_some());
+    let value = env
+        .registry
+        .decode(record.payload().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        value.full_name.as_deref(),
+        Some("circulatory.messaging.MessageRead")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn permanent_failures_and_poison_go_straight_to_the_dead_letters_and_the_group_keeps_going() {
+    let env = TestEnv::new();
+    env.create_group_topics("messenger").await;
+    let publisher = env.publisher();
+    let bad = env
+        .publish(
+            &publisher,
+            "message.delivered",
+            sample(&env, "message.delivered"),
+        )
+        .await;
+    // Poison: right headers, a value that is not wire format.
+    let topic = env.topic_of("message.sent");
+    let raw = circulatory::kafka::producer(&env.kafka, &Default::default()).unwrap();
+    let headers = circulatory::cloudevents::EventMetadata {
+        id: "poison-1".into(),
+        source: "/tests".into(),
+        event_type: "message.sent".into(),
+        time: chrono::Utc::now(),
+        subject: None,
+        traceparent: None,
+        tracestate: None,
+        correlation_id: None,
+        request_id: None,
+    }
+    .to_headers();
+    raw.send(
+        rdkafka::producer::FutureRecord::to(&topic)
+            .key("k")
+            .payload("{not avro")
+            .headers(headers),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let good = env
+        .publish(&publisher, "message.sent", sample(&env, "message.sent"))
+        .await;
+
+    let bad_id = bad.id.clone();
+    let recorder = Recorder::new(move |e| {
+        if e.id() == bad_id {
+            Err(HandlerError::permanent(
+                "message belongs to no conversation",
+            ))
+        } else {
+            Ok(())
+        }
+    });
+    let started = Instant::now();
+    let running = start(&env, "messenger", &recorder, GroupSettings::default());
+    let dlq = env.catalog.topic_name("messenger.dlq");
+    let records = read_records(&env.kafka, &dlq, 2, Duration::from_secs(30)).await;
+    recorder.wait_for(2, Duration::from_secs(10)).await;
+    running.stop().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "no retry ladder was climbed"
+    );
+    let reasons: HashMap<String, String> = records
+        .iter()
+        .map(|r| {
+            (
+                header(r, "ce_id").unwrap(),
+                header(r, retry_header::DLQ_REASON).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(reasons.get(&bad.id).map(String::as_str), Some("permanent"));
+    assert_eq!(reasons.get("poison-1").map(String::as_str), Some("poison"));
+    assert!(
+        recorder.seen().iter().any(|s| s.id == good.id),
+        "the group kept going"
+    );
+    let retry = env.catalog.topic_name("messenger.retry.1s");
+    assert!(is_empty(&env.kafka, &retry).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_group_never_disturbs_another_group_on_the_same_topic() {
+    let env = TestEnv::new();
+    env.create_group_topics("moderation").await;
+    env.create_group_topics("search-indexer").await;
+    let publisher = env.publisher();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(
+            env.publish(&publisher, "comment.added", sample(&env, "comment.added"))
+                .await
+                .id,
+        );
+    }
+    let failing = Recorder::new(|_| Err(HandlerError::retryable("classifier down")));
+    let healthy = Recorder::succeeding();
+    let a = start(&env, "moderation", &failing, GroupSettings::default());
+    let b = start(&env, "search-indexer", &healthy, GroupSettings::default());
+    // moderation: 2 attempts, 5 s apart, then its own dead letters.
+    let dlq = env.catalog.topic_name("moderation.dlq");
+    read_records(&env.kafka, &dlq, 5, Duration::from_secs(40)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+    let mut handled: Vec<String> = healthy.seen().iter().map(|s| s.id.clone()).collect();
+    handled.sort();
+    ids.sort();
+    assert_eq!(handled, ids, "search-indexer saw each event exactly once");
+    assert_eq!(failing.seen().len(), 10);
+    for topic in [
+        "search-indexer.retry.2s",
+        "search-indexer.retry.4s",
+        "search-indexer.dlq",
+    ] {
+        assert!(
+            is_empty(&env.kafka, &env.catalog.topic_name(topic)).await,
+            "{topic} got records"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_critical_backlog_is_served_before_a_lower_tier_which_still_moves() {
+    let env = TestEnv::new();
+    env.create_group_topics("notifier").await;
+    let publisher = env.publisher();
+    publish_many(&env, &publisher, "like.added", 400).await;
+    // Four slots, so the tiers compete for them; each event takes 20 ms.
+    let recorder = Recorder::succeeding().with_pause(|_| Duration::from_millis(20));
+    let settings = GroupSettings {
+        max_in_flight: Some(4),
+        ..GroupSettings::default()
+    };
+    let running = start(&env, "notifier", &recorder, settings);
+    recorder.wait_for(20, Duration::from_secs(30)).await;
+    // A critical backlog arrives while the normal tier is being worked through.
+    let arrived = Instant::now();
+    publish_many(&env, &publisher, "payment.completed", 40).await;
+    let seen = recorder.wait_for(440, Duration::from_secs(90)).await;
+    running.stop().await.unwrap();
+    let after: Vec<&Seen> = seen.iter().filter(|s| s.at >= arrived).collect();
+    // The window in which 90 % of the critical events were served (a straggler whose record
+    // reached the broker late does not stretch it).
+    let ninetieth = after
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.event_type == "payment.completed")
+        .nth(35)
+        .map(|(i, _)| i)
+        .expect("critical events were handled");
+    let window = &after[..=ninetieth];
+    let normal_during = window
+        .iter()
+        .filter(|s| s.event_type == "like.added")
+        .count();
+    // Without priorities the 40 critical events would queue behind the whole normal backlog
+    // (about 380 events). With them, the lower tier keeps its one slot of four at most.
+    let order: String = after
+        .iter()
+        .map(|s| {
+            if s.event_type == "like.added" {
+                'n'
+            } else {
+                'C'
+            }
+        })
+        .collect();
+    assert!(
+        normal_during <= 36 / 3 + 4,
+        "{normal_during} normal events ran while the critical backlog was served: {order}"
+    );
+    assert!(
+        normal_during >= 1,
+        "the lower tier kept moving (minimum share): {order}"
+    );
+    assert!(
+        recorder.max_concurrent() <= 4,
+        "{} calls ran at once",
+        recorder.max_concurrent()
+    );
+    assert!(recorder.max_concurrent() >= 3, "calls overlapped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_open_breaker_pauses_the_group_then_a_trial_closes_it() {
+    let env = TestEnv::new();
+    env.create_group_topics("messenger").await;
+    let publisher = env.publisher();
+    for _ in 0..10 {
+        env.publish(&publisher, "message.sent", sample(&env, "message.sent"))
+            .await;
+    }
+    let healthy_after = Arc::new(Mutex::new(None::<Instant>));
+    let flag = healthy_after.clone();
+    let recorder = Recorder::new(move |_| match *flag.lock().unwrap() {
+        Some(t) if Instant::now() >= t => Ok(()),
+        _ => Err(HandlerError::dependency(
+            "message-store",
+            "connection refused",
+        )),
+    });
+    *healthy_after.lock().unwrap() = Some(Instant::now() + Duration::from_secs(3));
+    let settings = GroupSettings {
+        breaker_threshold: 2,
+        breaker_cool_down: Duration::from_secs(2),
+        ..GroupSettings::default()
+    };
+    let running = start(&env, "messenger", &recorder, settings);
+    // Everything eventually succeeds once the dependency is back.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let ok = recorder
+            .seen()
+            .iter()
+            .filter(|s| s.at >= healthy_after.lock().unwrap().unwrap())
+            .count();
+        if ok >= 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all events succeeded after recovery"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.stop().await.unwrap();
+    let failures_before = recorder
+        .seen()
+        .iter()
+        .filter(|s| s.at < healthy_after.lock().unwrap().unwrap())
+        .count();
+    // Open after 2 failures; while open only single trials run, instead of every event failing
+    // through the retry ladder.
+    assert!(
+        failures_before <= 2 + 10,
+        "{failures_before} calls while the dependency was down"
+    );
+    let retry = env.catalog.topic_name("messenger.retry.1s");
+    let dlq = env.catalog.topic_name("messenger.dlq");
+    assert!(
+        is_empty(&env.kafka, &dlq).await,
+        "nothing was dead-lettered"
+    );
+    assert!(
+        circulatory_testkit::count_records(&env.kafka, &retry).await <= 2,
+        "retries stopped once the breaker opened"
+    );
+}
