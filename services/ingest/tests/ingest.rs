@@ -669,10 +669,20 @@ async fn catalog_health_metrics_and_openapi_are_served() {
 
 #[tokio::test]
 async fn an_unreachable_registry_is_a_quick_503_not_a_hang() {
-    let api = api_with(&["share.created"], &["--registry", "http://127.0.0.1:9/apis/ccompat/v7"]).await;
+    let api = api_with(
+        &["share.created"],
+        &["--registry", "http://127.0.0.1:9/apis/ccompat/v7"],
+    )
+    .await;
     let started = std::time::Instant::now();
-    let reply = api.post_json(&json!({"type": "share.created", "data": api.sample("share.created")})).await;
-    assert!(started.elapsed() < Duration::from_secs(7), "answered after {:?}", started.elapsed());
+    let reply = api
+        .post_json(&json!({"type": "share.created", "data": api.sample("share.created")}))
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "answered after {:?}",
+        started.elapsed()
+    );
     assert_problem(&reply, 503, 50302);
     assert!(reply.header("retry-after").is_some());
     let ready = api.get("/readyz").await;
@@ -709,13 +719,19 @@ async fn past_the_concurrency_bound_requests_are_shed_with_503() {
         .await
         .unwrap();
     let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer))
-        .await
-        .expect("an answer, not a queue")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer),
+    )
+    .await
+    .expect("an answer, not a queue")
+    .unwrap();
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("retry-after"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after"),
+        "{answer}"
+    );
     assert!(answer.contains("50304"), "{answer}");
     drop(slow);
 }
