@@ -3,6 +3,7 @@
 //! - [`handler`]: what group code sees (`Event`, `Context`, `HandlerError`, `Handler`).
 //! - [`engine`]: the at-least-once engine (`ConsumerGroup`): lanes, offsets, retries, breakers,
 //!   tiers, drain.
+//! - [`exactly_once`]: database effects recorded with `processed_events` in one transaction.
 //! - [`progress`]: per-partition commit positions and per-key lanes.
 //! - [`retry`]: the retry ladder, dead letters and their headers.
 //! - [`breaker`]: circuit breakers per dependency.
@@ -10,10 +11,12 @@
 
 pub mod breaker;
 pub mod engine;
+pub mod exactly_once;
 pub mod handler;
 pub mod progress;
 pub mod retry;
 pub mod telemetry;
 
 pub use engine::{ConsumerError, ConsumerGroup, GroupSettings};
+pub use exactly_once::{exactly_once, Applied};
 pub use handler::{Context, Event, Handler, HandlerError};
