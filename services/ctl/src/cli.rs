@@ -77,6 +77,11 @@ pub(crate) enum Command {
     Produce(ProduceArgs),
     /// Print a topic's records as JSON lines, decoded, with their headers.
     Tail(TailArgs),
+    /// Inspect and act on a group's dead letters.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Mint a development bearer token (HS256 with CIRC_JWT_SECRET).
     Token(TokenArgs),
     /// Database operations.
@@ -146,6 +151,82 @@ pub(crate) struct TailArgs {
     /// Stop after this many seconds without a record.
     #[arg(long)]
     pub(crate) idle_secs: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DlqScope {
+    /// The consumer group whose dead letters to read.
+    #[arg(long)]
+    pub(crate) group: String,
+    /// PostgreSQL URL (operators' decisions are recorded there).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub(crate) database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DlqFilter {
+    /// Only this event type.
+    #[arg(long = "type")]
+    pub(crate) event_type: Option<String>,
+    /// Event ids (`ce_id`) or dead-letter ids (`<partition>-<offset>`); repeatable.
+    #[arg(long = "id")]
+    pub(crate) ids: Vec<String>,
+    /// Dead-lettered at or after this time (RFC 3339).
+    #[arg(long)]
+    pub(crate) since: Option<String>,
+    /// Dead-lettered at or before this time (RFC 3339).
+    #[arg(long)]
+    pub(crate) until: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqAction {
+    /// Open dead letters (or all with --all), oldest first.
+    List {
+        #[command(flatten)]
+        scope: DlqScope,
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Include replayed and discarded ones.
+        #[arg(long)]
+        all: bool,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One dead letter in full: headers, error, decoded data.
+    Show {
+        #[command(flatten)]
+        scope: DlqScope,
+        /// Dead-letter id (`<partition>-<offset>`) or event id.
+        id: String,
+    },
+    /// Send dead letters back to their group only, attempt count reset.
+    Replay {
+        #[command(flatten)]
+        scope: DlqScope,
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Select every open dead letter (required when no filter is given).
+        #[arg(long)]
+        all_open: bool,
+        /// Most replays per second.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// Show what would be replayed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Mark dead letters as handled without replaying them.
+    Discard {
+        #[command(flatten)]
+        scope: DlqScope,
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Select every open dead letter (required when no filter is given).
+        #[arg(long)]
+        all_open: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -240,3 +240,208 @@ fn a_broken_topology_lists_every_problem_and_exits_65() {
     assert!(stderr.contains("unknown tier `urgent`"), "{stderr}");
     assert!(stderr.contains("strictly increasing"), "{stderr}");
 }
+
+mod dead_letters {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use circulatory::consumer::{ConsumerGroup, Event, HandlerError};
+    use tokio_util::sync::CancellationToken;
+
+    type Calls = Arc<Mutex<Vec<(String, u32)>>>;
+
+    fn start(
+        env: &TestEnv,
+        group: &str,
+        calls: Calls,
+        broken: Arc<AtomicBool>,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let mut consumer = ConsumerGroup::new(
+            env.catalog.clone(),
+            group,
+            env.kafka.clone(),
+            env.registry.clone(),
+        )
+        .unwrap();
+        for event_type in &env.catalog.group(group).unwrap().subscribe {
+            let calls = calls.clone();
+            let broken = broken.clone();
+            consumer = consumer.handler(event_type, move |event: Event, _ctx| {
+                let calls = calls.clone();
+                let broken = broken.clone();
+                async move {
+                    calls
+                        .lock()
+                        .unwrap()
+                        .push((event.id().to_string(), event.attempt));
+                    if broken.load(Ordering::SeqCst) {
+                        Err(HandlerError::permanent("classifier rejected the text"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            });
+        }
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move { consumer.run(stop).await.unwrap() }
+        });
+        (stop, task)
+    }
+
+    fn dlq(env: &TestEnv, args: &[&str]) -> Output {
+        let database = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+            "postgres://circulatory:circulatory@127.0.0.1:5432/circulatory".into()
+        });
+        let mut all = vec!["dlq"];
+        all.extend_from_slice(args);
+        Command::new(env!("CARGO_BIN_EXE_circ"))
+            .args(&all)
+            .env("CIRC_TOPOLOGY", repo_root().join("topics.yaml"))
+            .env("CIRC_SCHEMAS", repo_root().join("schemas"))
+            .env("CIRC_NAMESPACE", &env.namespace)
+            .env("CIRC_KAFKA_BOOTSTRAP", circulatory_testkit::bootstrap())
+            .env("CIRC_REGISTRY_URL", circulatory_testkit::registry_url())
+            .env("DATABASE_URL", database)
+            .env("CIRC_LOG", "error")
+            .output()
+            .unwrap()
+    }
+
+    fn listed(output: &Output) -> Vec<serde_json::Value> {
+        assert!(output.status.success(), "{}", describe(output));
+        stdout(output)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        while !done() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn list_show_discard_and_replay_to_the_failed_group_only() {
+        let env = TestEnv::new();
+        env.create_group_topics("moderation").await;
+        env.create_group_topics("search-indexer").await;
+        let pool = circulatory::db::connect(
+            &std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+                "postgres://circulatory:circulatory@127.0.0.1:5432/circulatory".into()
+            }),
+            2,
+        )
+        .await
+        .unwrap();
+        circulatory::db::migrate(&pool).await.unwrap();
+        let publisher = env.publisher();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let data = sample_data(&env.catalog.event("comment.added").unwrap().schema_json);
+            ids.push(env.publish(&publisher, "comment.added", data).await.id);
+        }
+        let moderation_calls: Calls = Arc::default();
+        let indexer_calls: Calls = Arc::default();
+        let broken = Arc::new(AtomicBool::new(true));
+        let (stop_a, task_a) = start(&env, "moderation", moderation_calls.clone(), broken.clone());
+        let (stop_b, task_b) = start(
+            &env,
+            "search-indexer",
+            indexer_calls.clone(),
+            Arc::new(AtomicBool::new(false)),
+        );
+        wait_until("3 dead letters and 3 indexed", || {
+            moderation_calls.lock().unwrap().len() >= 3 && indexer_calls.lock().unwrap().len() >= 3
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        let open = listed(&dlq(&env, &["list", "--group", "moderation", "--json"]));
+        assert_eq!(open.len(), 3, "{open:?}");
+        assert!(open
+            .iter()
+            .all(|l| l["reason"] == "permanent" && l["type"] == "comment.added"));
+        let first = open[0]["id"].as_str().unwrap().to_string();
+
+        let shown = dlq(&env, &["show", "--group", "moderation", &first]);
+        assert!(shown.status.success(), "{}", describe(&shown));
+        let shown: serde_json::Value = serde_json::from_str(&stdout(&shown)).unwrap();
+        assert_eq!(
+            shown["headers"]["circ_error_message"],
+            "classifier rejected the text"
+        );
+        assert!(shown["data"]["commentId"].is_string(), "{shown}");
+
+        let discarded = dlq(&env, &["discard", "--group", "moderation", "--id", &first]);
+        assert!(
+            stdout(&discarded).contains("1 dead letter(s) discarded"),
+            "{}",
+            describe(&discarded)
+        );
+        let refused = dlq(&env, &["replay", "--group", "moderation"]);
+        assert_eq!(
+            refused.status.code(),
+            Some(64),
+            "replay without a selection is refused"
+        );
+
+        broken.store(false, Ordering::SeqCst);
+        let replayed = dlq(
+            &env,
+            &[
+                "replay",
+                "--group",
+                "moderation",
+                "--all-open",
+                "--rate",
+                "20",
+            ],
+        );
+        assert!(
+            stdout(&replayed).contains("2 dead letter(s) replayed"),
+            "{}",
+            describe(&replayed)
+        );
+        wait_until("the replays", || {
+            moderation_calls.lock().unwrap().len() >= 5
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stop_a.cancel();
+        stop_b.cancel();
+        task_a.await.unwrap();
+        task_b.await.unwrap();
+
+        let calls = moderation_calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 5, "3 failures, then 2 replays: {calls:?}");
+        assert!(
+            calls[3..].iter().all(|(_, attempt)| *attempt == 1),
+            "attempt count reset"
+        );
+        assert_eq!(
+            indexer_calls.lock().unwrap().len(),
+            3,
+            "the other group saw nothing again"
+        );
+        assert!(listed(&dlq(&env, &["list", "--group", "moderation", "--json"])).is_empty());
+        let everything = listed(&dlq(
+            &env,
+            &["list", "--group", "moderation", "--json", "--all"],
+        ));
+        let mut resolutions: Vec<&str> = everything
+            .iter()
+            .map(|l| l["resolution"].as_str().unwrap())
+            .collect();
+        resolutions.sort();
+        assert_eq!(resolutions, ["discarded", "replayed", "replayed"]);
+    }
+}

@@ -59,6 +59,8 @@ pub enum TopicKind {
     Retry { group: String, delay: Duration },
     /// `<group>.dlq`: a group's dead letters.
     DeadLetter { group: String },
+    /// `<group>.replay`: dead letters sent back to their group by an operator.
+    Replay { group: String },
 }
 
 /// A topic as it should exist on the cluster.
@@ -181,8 +183,8 @@ impl Catalog {
         apply_namespace(self.namespace.as_deref(), base)
     }
 
-    /// Every topic the cluster should have: main topics, then each group's retry rungs and
-    /// dead-letter topic. `replication_factor` overrides the declared one (local single-broker
+    /// Every topic the cluster should have: main topics, then each group's retry rungs,
+    /// dead-letter and replay topics. `replication_factor` overrides the declared one (local single-broker
     /// runs); min ISR is capped by it.
     pub fn topic_specs(&self, replication_factor: Option<i32>) -> Vec<TopicSpec> {
         let defaults = &self.topology.defaults;
@@ -245,6 +247,13 @@ impl Catalog {
                     group: group.name.clone(),
                 },
                 defaults.dlq_retention,
+            ));
+            derived.push(spec(
+                self.topic_name(&group.replay_topic_base()),
+                TopicKind::Replay {
+                    group: group.name.clone(),
+                },
+                defaults.retry_retention,
             ));
         }
         specs.into_values().chain(derived).collect()

@@ -125,7 +125,7 @@ pub fn diff(
 }
 
 /// Whether `name` has the shape of a topic this catalog would own: `<domain>.<tier>`,
-/// `<group>.retry.<delay>` or `<group>.dlq`, under the catalog's namespace.
+/// `<group>.retry.<delay>`, `<group>.dlq` or `<group>.replay`, under the catalog's namespace.
 pub fn is_managed_name(catalog: &Catalog, name: &str) -> bool {
     let rest = match catalog.namespace() {
         Some(ns) => match name.strip_prefix(ns).and_then(|r| r.strip_prefix('.')) {
@@ -136,7 +136,7 @@ pub fn is_managed_name(catalog: &Catalog, name: &str) -> bool {
     };
     let parts: Vec<&str> = rest.split('.').collect();
     match parts.as_slice() {
-        [group, "dlq"] => !group.is_empty(),
+        [group, "dlq" | "replay"] => !group.is_empty(),
         [domain, tier] => {
             catalog.topology().domains.contains_key(*domain) && tier.parse::<Tier>().is_ok()
         }

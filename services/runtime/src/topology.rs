@@ -359,6 +359,12 @@ impl Group {
     pub fn dead_letter_topic_base(&self) -> String {
         format!("{}.dlq", self.name)
     }
+
+    /// Base name of the replay topic: `<group>.replay`, where dead letters are sent back to this
+    /// group only, to run at once with the attempt count reset.
+    pub fn replay_topic_base(&self) -> String {
+        format!("{}.replay", self.name)
+    }
 }
 
 /// Who may subscribe to a realtime channel.

@@ -588,3 +588,39 @@ async fn an_open_breaker_pauses_the_group_then_a_trial_closes_it() {
         "retries stopped once the breaker opened"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_flood_guard_stops_a_group_that_dead_letters_everything() {
+    let env = TestEnv::new();
+    env.create_group_topics("messenger").await;
+    let publisher = env.publisher();
+    publish_many(&env, &publisher, "message.sent", 400).await;
+    let recorder =
+        Recorder::new(|_| Err(HandlerError::permanent("schema drift in the message store")));
+    let settings = GroupSettings {
+        flood_window: 20,
+        flood_min_events: 10,
+        flood_max_ratio: 0.9,
+        ..GroupSettings::default()
+    };
+    let running = start(&env, "messenger", &recorder, settings);
+    let result = tokio::time::timeout(Duration::from_secs(30), running.task)
+        .await
+        .expect("the group stops by itself")
+        .unwrap();
+    let error = result.expect_err("stopped by the guard").to_string();
+    assert!(error.contains("flood guard"), "{error}");
+    assert!(
+        error.contains("schema drift in the message store"),
+        "{error}"
+    );
+    let dead =
+        circulatory_testkit::count_records(&env.kafka, &env.catalog.topic_name("messenger.dlq"))
+            .await;
+    // The guard trips after 10 outcomes; what was already running (at most the in-flight bound,
+    // 64 for this group) still finishes, the rest of the 400 stays in the topic.
+    assert!(
+        (10..=100).contains(&dead),
+        "{dead} of 400 were dead-lettered before the stop"
+    );
+}

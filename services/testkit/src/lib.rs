@@ -95,6 +95,7 @@ impl TestEnv {
                 .map(|d| self.catalog.topic_name(&group.retry_topic_base(*d))),
         );
         names.push(self.catalog.topic_name(&group.dead_letter_topic_base()));
+        names.push(self.catalog.topic_name(&group.replay_topic_base()));
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         self.create_topics_if_missing(&names).await;
     }

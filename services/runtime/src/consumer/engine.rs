@@ -374,11 +374,16 @@ impl ConsumerGroup {
         self.check()?;
         let group_id = self.group_id();
         let main_topics = self.catalog.group_topics(&self.group);
+        // Retry rungs and the replay topic: records that already failed once, read before the
+        // main topics and run when due (replays are due at once).
         let retry_topics: Vec<String> = self
             .group
             .retry_delays
             .iter()
             .map(|d| self.catalog.topic_name(&self.group.retry_topic_base(*d)))
+            .chain(std::iter::once(
+                self.catalog.topic_name(&self.group.replay_topic_base()),
+            ))
             .collect();
         let tiers: HashMap<String, Tier> = self
             .group

@@ -6,10 +6,12 @@
 //! - [`exactly_once`]: database effects recorded with `processed_events` in one transaction.
 //! - [`progress`]: per-partition commit positions and per-key lanes.
 //! - [`retry`]: the retry ladder, dead letters and their headers.
+//! - [`dead_letters`]: list, show, replay (to the failed group only) and discard dead letters.
 //! - [`breaker`]: circuit breakers per dependency.
 //! - [`telemetry`]: the group's metrics.
 
 pub mod breaker;
+pub mod dead_letters;
 pub mod engine;
 pub mod exactly_once;
 pub mod handler;
