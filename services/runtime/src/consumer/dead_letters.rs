@@ -225,3 +225,105 @@ pub async fn replay(
         .map(|_| ())
         .map_err(|(e, _)| e)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::{Header, Timestamp};
+
+    fn letter(
+        partition: i32,
+        offset: i64,
+        event_type: &str,
+        at: i64,
+        resolution: Option<&str>,
+    ) -> DeadLetter {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: ce::ID,
+                value: Some(format!("e-{offset}").as_str()),
+            })
+            .insert(Header {
+                key: ce::TYPE,
+                value: Some(event_type),
+            })
+            .insert(Header {
+                key: header::DEAD_LETTERED_AT,
+                value: Some(at.to_string().as_str()),
+            })
+            .insert(Header {
+                key: header::DLQ_REASON,
+                value: Some("exhausted"),
+            });
+        let record = OwnedMessage::new(
+            None,
+            None,
+            "t.dlq".into(),
+            Timestamp::NotAvailable,
+            partition,
+            offset,
+            Some(headers),
+        );
+        let mut letter = DeadLetter::from_record(record);
+        letter.resolution = resolution.map(str::to_string);
+        letter
+    }
+
+    #[test]
+    fn selections_filter_by_type_id_time_and_resolution() {
+        let letters = [
+            letter(0, 1, "payment.initiated", 1_000, None),
+            letter(0, 2, "payment.completed", 2_000, None),
+            letter(1, 1, "payment.initiated", 3_000, Some("replayed")),
+        ];
+        let pick = |s: Selection| {
+            letters
+                .iter()
+                .filter(|l| s.matches(l))
+                .map(|l| l.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(pick(Selection::default()), ["0-1", "0-2"]);
+        assert_eq!(
+            pick(Selection {
+                include_resolved: true,
+                ..Default::default()
+            })
+            .len(),
+            3
+        );
+        assert_eq!(
+            pick(Selection {
+                event_type: Some("payment.completed".into()),
+                ..Default::default()
+            }),
+            ["0-2"]
+        );
+        assert_eq!(
+            pick(Selection {
+                ids: vec!["e-1".into()],
+                include_resolved: true,
+                ..Default::default()
+            }),
+            ["0-1", "1-1"]
+        );
+        assert_eq!(
+            pick(Selection {
+                ids: vec!["1-1".into()],
+                include_resolved: true,
+                ..Default::default()
+            }),
+            ["1-1"]
+        );
+        assert_eq!(
+            pick(Selection {
+                since_ms: Some(1_500),
+                until_ms: Some(2_500),
+                ..Default::default()
+            }),
+            ["0-2"]
+        );
+        assert_eq!(letters[0].reason.as_deref(), Some("exhausted"));
+        assert_eq!(letters[0].event_id.as_deref(), Some("e-1"));
+    }
+}
