@@ -624,3 +624,76 @@ async fn the_flood_guard_stops_a_group_that_dead_letters_everything() {
         "{dead} of 400 were dead-lettered before the stop"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operators_figures_are_shared_in_redis() {
+    let env = TestEnv::new();
+    env.create_group_topics("messenger").await;
+    let publisher = env.publisher();
+    let mut failing = Vec::new();
+    for i in 0..7 {
+        let delivered = env
+            .publish(&publisher, "message.sent", sample(&env, "message.sent"))
+            .await;
+        if i % 3 == 0 {
+            failing.push(delivered.id);
+        }
+    }
+    let recorder = Recorder::new(move |e| {
+        if failing.iter().any(|id| id == e.id()) {
+            Err(HandlerError::permanent("rejected"))
+        } else {
+            Ok(())
+        }
+    });
+    let redis_url =
+        std::env::var("CIRC_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let redis = redis::Client::open(redis_url)
+        .unwrap()
+        .get_connection_manager()
+        .await
+        .unwrap();
+    let mut consumer = ConsumerGroup::new(
+        env.catalog.clone(),
+        "messenger",
+        env.kafka.clone(),
+        env.registry.clone(),
+    )
+    .unwrap()
+    .redis(redis.clone());
+    for event_type in &env.catalog.group("messenger").unwrap().subscribe {
+        consumer = consumer.handler(event_type, recorder.clone());
+    }
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(stop.clone()));
+    recorder.wait_for(7, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut conn = redis.clone();
+    let instances: Vec<String> = redis::cmd("KEYS")
+        .arg(format!(
+            "circ:{}:stats:group:messenger:instance:*",
+            env.namespace
+        ))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(instances.len(), 1, "one live instance reports its snapshot");
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let group: HashMap<String, i64> = redis::cmd("HGETALL")
+        .arg(format!("circ:{}:stats:group:messenger", env.namespace))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(group.get("completed"), Some(&4), "{group:?}");
+    assert_eq!(group.get("failed"), Some(&3), "{group:?}");
+    assert_eq!(group.get("dead_lettered"), Some(&3), "{group:?}");
+    assert_eq!(group.get("duration_count"), Some(&4), "{group:?}");
+    let event: HashMap<String, i64> = redis::cmd("HGETALL")
+        .arg(format!("circ:{}:stats:event:message.sent", env.namespace))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(event.get("completed"), Some(&4), "{event:?}");
+}

@@ -37,6 +37,7 @@ use crate::consumer::breaker::{BreakerState, CircuitBreaker};
 use crate::consumer::handler::{Context, Event, Handler, HandlerError};
 use crate::consumer::progress::{KeyLanes, PartitionProgress};
 use crate::consumer::retry::{self, DeadLetterReason, Failure, NextStop, Origin, RetryState};
+use crate::consumer::stats::{self, Accumulator, Snapshot, StatsKeys, Tally};
 use crate::consumer::telemetry::GroupMetrics;
 use crate::kafka::{self, KafkaConfig, ProducerSettings};
 use crate::publisher::EventPublisher;
@@ -262,6 +263,16 @@ struct Runtime {
     redis: Option<ConnectionManager>,
     consumer: Arc<GroupConsumer>,
     shared: Arc<Shared>,
+    stats: Mutex<Accumulator>,
+}
+
+impl Runtime {
+    fn tally(&self, event_type: &str, tally: Tally, duration: Duration) {
+        self.stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(event_type, tally, duration);
+    }
 }
 
 /// What a handler task reports back to the engine.
@@ -441,7 +452,13 @@ impl ConsumerGroup {
             redis: self.redis,
             consumer: consumer.clone(),
             shared: shared.clone(),
+            stats: Mutex::default(),
         });
+        let stats_keys = StatsKeys::new(
+            self.catalog.namespace(),
+            &self.group.name,
+            &format!("{}-{}", hostname(), std::process::id()),
+        );
 
         let (tx, rx) = mpsc::channel(self.settings.channel_capacity);
         let stop_polling = Arc::new(AtomicBool::new(false));
@@ -469,6 +486,8 @@ impl ConsumerGroup {
             running: 0,
             held_by_tier: HashMap::new(),
             running_by_tier: HashMap::new(),
+            stats_keys,
+            last_stats_flush: Instant::now(),
         };
         tracing::info!(group = %group_id, topics = ?topics, "consumer group started");
         let result = engine.run(shutdown).await;
@@ -573,6 +592,14 @@ struct Engine {
     held_by_tier: HashMap<Tier, usize>,
     /// Main-topic events running, per tier.
     running_by_tier: HashMap<Tier, usize>,
+    stats_keys: StatsKeys,
+    last_stats_flush: Instant,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 fn now_ms() -> i64 {
@@ -1054,6 +1081,47 @@ impl Engine {
         }
         self.release();
         self.update_breaker_gauge();
+        if self.last_stats_flush.elapsed() >= Duration::from_secs(1) {
+            self.last_stats_flush = Instant::now();
+            self.flush_stats();
+        }
+    }
+
+    /// Sends the operators' figures to Redis in the background (never blocks the engine).
+    fn flush_stats(&self) {
+        let Some(redis) = self.runtime.redis.clone() else {
+            return;
+        };
+        let counts = self
+            .runtime
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let (waiting, paused) = {
+            let table = self.runtime.shared.table();
+            (
+                table.partitions.values().map(|e| e.lag).sum(),
+                table
+                    .partitions
+                    .values()
+                    .filter(|e| !e.paused.is_empty())
+                    .count(),
+            )
+        };
+        let snapshot = Snapshot {
+            active: self.running,
+            waiting,
+            delayed: self.delayed.values().map(VecDeque::len).sum::<usize>() + self.parked.len(),
+            paused,
+        };
+        let keys = self.stats_keys.clone();
+        tokio::spawn(async move {
+            let mut redis = redis;
+            if let Err(e) = stats::flush(&mut redis, &keys, counts, snapshot).await {
+                tracing::debug!(error = %e, "stats flush failed");
+            }
+        });
     }
 
     fn update_breaker_gauge(&self) {
@@ -1083,6 +1151,7 @@ impl Engine {
     /// left uncommitted, so the next owner reads it again.
     async fn drain(&mut self) {
         let all = self.assigned();
+        self.flush_stats();
         self.pause(&all, PauseReason::Shutdown);
         let deadline = tokio::time::Instant::now() + self.settings.drain_timeout;
         while !self.in_flight.is_empty() {
@@ -1228,6 +1297,7 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &OwnedMessage) -> Outcome 
                 breaker.on_success();
             }
             metrics.processed.with_label_values(&[&event_type]).inc();
+            runtime.tally(&event_type, Tally::Completed, started.elapsed());
             Outcome::Done {
                 dead_lettered: false,
                 error: None,
@@ -1412,6 +1482,15 @@ async fn route_failure(
         }
     }
     let metrics = &runtime.shared.metrics;
+    runtime.tally(
+        &event_type,
+        if dead_lettered {
+            Tally::DeadLettered
+        } else {
+            Tally::Retried
+        },
+        Duration::ZERO,
+    );
     if dead_lettered {
         metrics
             .dead_lettered

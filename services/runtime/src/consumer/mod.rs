@@ -9,6 +9,7 @@
 //! - [`dead_letters`]: list, show, replay (to the failed group only) and discard dead letters.
 //! - [`breaker`]: circuit breakers per dependency.
 //! - [`telemetry`]: the group's metrics.
+//! - [`stats`]: the operators' figures, shared in Redis across instances.
 
 pub mod breaker;
 pub mod dead_letters;
@@ -17,6 +18,7 @@ pub mod exactly_once;
 pub mod handler;
 pub mod progress;
 pub mod retry;
+pub mod stats;
 pub mod telemetry;
 
 pub use engine::{ConsumerError, ConsumerGroup, GroupSettings};
