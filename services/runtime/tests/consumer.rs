@@ -697,3 +697,48 @@ async fn operators_figures_are_shared_in_redis() {
         .unwrap();
     assert_eq!(event.get("completed"), Some(&4), "{event:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_handler_that_overruns_its_timeout_is_retried() {
+    let env = TestEnv::new();
+    env.create_group_topics("messenger").await;
+    let publisher = env.publisher();
+    let delivered = env
+        .publish(&publisher, "message.sent", sample(&env, "message.sent"))
+        .await;
+    // The first attempt hangs; the retry returns at once.
+    let recorder = Recorder::succeeding().with_pause(|e| {
+        if e.attempt == 1 {
+            Duration::from_secs(5)
+        } else {
+            Duration::ZERO
+        }
+    });
+    let settings = GroupSettings {
+        handler_timeout: Some(Duration::from_millis(300)),
+        ..GroupSettings::default()
+    };
+    let started = Instant::now();
+    let running = start(&env, "messenger", &recorder, settings);
+    let retry = env.catalog.topic_name("messenger.retry.1s");
+    let records = read_records(&env.kafka, &retry, 1, Duration::from_secs(20)).await;
+    let seen = recorder.wait_for(1, Duration::from_secs(20)).await;
+    running.stop().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the hung attempt was not waited for"
+    );
+    assert_eq!(seen[0].id, delivered.id);
+    assert_eq!(
+        seen[0].attempt, 2,
+        "the timed-out first attempt never completed"
+    );
+    let record = &records[0];
+    assert_eq!(
+        header(record, retry_header::ERROR_CLASS).as_deref(),
+        Some("retryable")
+    );
+    assert!(header(record, retry_header::ERROR_MESSAGE)
+        .unwrap()
+        .contains("timed out"));
+}

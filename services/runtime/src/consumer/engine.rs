@@ -67,6 +67,8 @@ pub struct GroupSettings {
     pub channel_capacity: usize,
     /// Replaces the group's `max_in_flight` from `topics.yaml` (per-process tuning).
     pub max_in_flight: Option<usize>,
+    /// Replaces the group's handler `timeout` from `topics.yaml`.
+    pub handler_timeout: Option<Duration>,
 }
 
 impl Default for GroupSettings {
@@ -82,6 +84,7 @@ impl Default for GroupSettings {
             flood_max_ratio: 0.95,
             channel_capacity: 512,
             max_in_flight: None,
+            handler_timeout: None,
         }
     }
 }
@@ -440,10 +443,14 @@ impl ConsumerGroup {
             source.to_string(),
         )
         .with_publish_timeout(Duration::from_secs(15));
+        let mut group = self.group.clone();
+        if let Some(timeout) = self.settings.handler_timeout {
+            group.timeout = timeout;
+        }
         let runtime = Arc::new(Runtime {
             catalog: self.catalog.clone(),
             group_name: Arc::from(self.group.name.as_str()),
-            group: self.group.clone(),
+            group,
             source,
             handlers: self.handlers,
             registry: self.registry,
