@@ -370,27 +370,7 @@ async fn a_repeated_id_or_key_replays_the_first_answer_and_produces_once() {
 }
 
 async fn count_records(api: &Api, topic: &str) -> i64 {
-    let consumer: std::sync::Arc<rdkafka::consumer::BaseConsumer> =
-        std::sync::Arc::new(circulatory::kafka::reader(&api.env.kafka).unwrap());
-    let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || {
-        use rdkafka::consumer::Consumer;
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .unwrap();
-        metadata.topics()[0]
-            .partitions()
-            .iter()
-            .map(|p| {
-                consumer
-                    .fetch_watermarks(&topic, p.id(), Duration::from_secs(10))
-                    .unwrap()
-                    .1
-            })
-            .sum()
-    })
-    .await
-    .unwrap()
+    circulatory_testkit::count_records(&api.env.kafka, topic).await
 }
 
 #[tokio::test]

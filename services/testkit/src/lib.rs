@@ -198,28 +198,9 @@ pub async fn read_records(
     out
 }
 
-/// Whether `topic` holds no record at all (high watermarks are zero on every partition).
+/// Whether `topic` holds no record at all.
 pub async fn is_empty(kafka: &KafkaConfig, topic: &str) -> bool {
-    let consumer: Arc<BaseConsumer> = Arc::new(kafka::reader(kafka).expect("reader"));
-    let topic = topic.to_string();
-    tokio::task::spawn_blocking(move || {
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .expect("metadata");
-        metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic)
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .all(|partition| {
-                let (_, high) = consumer
-                    .fetch_watermarks(&topic, partition, Duration::from_secs(10))
-                    .expect("watermarks");
-                high == 0
-            })
-    })
-    .await
-    .expect("join")
+    count_records(kafka, topic).await == 0
 }
 
 /// Records in `topic` (sum of high watermarks).

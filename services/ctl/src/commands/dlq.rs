@@ -66,6 +66,25 @@ async fn load(global: &Global, catalog: &Catalog, scope: &DlqScope) -> Result<Lo
     })
 }
 
+/// The open dead letters an action applies to; an action needs an explicit selection.
+async fn load_open(
+    global: &Global,
+    catalog: &Catalog,
+    scope: &DlqScope,
+    filter: &DlqFilter,
+    all_open: bool,
+) -> Result<Loaded, Failure> {
+    if is_unfiltered(filter) && !all_open {
+        return Err(Failure::Usage(
+            "give a filter (--type, --id, --since, --until) or --all-open".into(),
+        ));
+    }
+    let mut loaded = load(global, catalog, scope).await?;
+    let selection = selection(filter, false)?;
+    loaded.letters.retain(|l| selection.matches(l));
+    Ok(loaded)
+}
+
 fn summary(letter: &DeadLetter) -> serde_json::Value {
     json!({
         "id": letter.id,
@@ -175,22 +194,12 @@ pub(crate) async fn run(global: &Global, catalog: &Catalog, action: DlqAction) -
             rate,
             dry_run,
         } => {
-            if is_unfiltered(&filter) && !all_open {
-                return Err(Failure::Usage(
-                    "give a filter (--type, --id, --since, --until) or --all-open".into(),
-                ));
-            }
-            let loaded = load(global, catalog, &scope).await?;
-            let selection = selection(&filter, false)?;
-            let chosen: Vec<&DeadLetter> = loaded
-                .letters
-                .iter()
-                .filter(|l| selection.matches(l))
-                .collect();
+            let loaded = load_open(global, catalog, &scope, &filter, all_open).await?;
+            let chosen = loaded.letters.as_slice();
             let group = catalog.group(&scope.group).expect("checked in load");
             let replay_topic = catalog.topic_name(&group.replay_topic_base());
             if dry_run {
-                for letter in &chosen {
+                for letter in chosen {
                     println!(
                         "would replay {} ({})",
                         letter.id,
@@ -207,7 +216,7 @@ pub(crate) async fn run(global: &Global, catalog: &Catalog, action: DlqAction) -
                 .map_err(|e| Failure::Usage(e.to_string()))?;
             let pace = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
             let mut ticker = tokio::time::interval(pace);
-            for letter in &chosen {
+            for letter in chosen {
                 ticker.tick().await;
                 dead_letters::replay(&producer, &replay_topic, letter)
                     .await
@@ -228,19 +237,9 @@ pub(crate) async fn run(global: &Global, catalog: &Catalog, action: DlqAction) -
             filter,
             all_open,
         } => {
-            if is_unfiltered(&filter) && !all_open {
-                return Err(Failure::Usage(
-                    "give a filter (--type, --id, --since, --until) or --all-open".into(),
-                ));
-            }
-            let loaded = load(global, catalog, &scope).await?;
-            let selection = selection(&filter, false)?;
-            let chosen: Vec<&DeadLetter> = loaded
-                .letters
-                .iter()
-                .filter(|l| selection.matches(l))
-                .collect();
-            for letter in &chosen {
+            let loaded = load_open(global, catalog, &scope, &filter, all_open).await?;
+            let chosen = loaded.letters.as_slice();
+            for letter in chosen {
                 dead_letters::resolve(&loaded.pool, &loaded.topic, letter, "discarded", &actor())
                     .await?;
                 println!("discarded {}", letter.id);

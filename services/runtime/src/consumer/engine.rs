@@ -151,6 +151,10 @@ impl Shared {
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn breakers(&self) -> std::sync::MutexGuard<'_, HashMap<String, CircuitBreaker>> {
+        self.breakers.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The consumer's context: rebalance callbacks and statistics, on the poll thread.
@@ -949,9 +953,7 @@ impl Engine {
         let now = Instant::now();
         self.runtime
             .shared
-            .breakers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .breakers()
             .values()
             .all(|b| matches!(b.state(now), BreakerState::Closed))
     }
@@ -1067,12 +1069,7 @@ impl Engine {
         if !self.parked.is_empty() && !self.trial_running {
             let now = Instant::now();
             let half_open = {
-                let breakers = self
-                    .runtime
-                    .shared
-                    .breakers
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
+                let breakers = self.runtime.shared.breakers();
                 self.parked.front().is_some_and(|(dependency, ..)| {
                     breakers
                         .get(dependency)
@@ -1133,12 +1130,7 @@ impl Engine {
 
     fn update_breaker_gauge(&self) {
         let now = Instant::now();
-        let breakers = self
-            .runtime
-            .shared
-            .breakers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let breakers = self.runtime.shared.breakers();
         for (dependency, breaker) in breakers.iter() {
             let value = match breaker.state(now) {
                 BreakerState::Closed => 0,
@@ -1294,13 +1286,7 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &OwnedMessage) -> Outcome 
         .observe(started.elapsed().as_secs_f64());
     match result {
         Ok(()) => {
-            for breaker in runtime
-                .shared
-                .breakers
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .values_mut()
-            {
+            for breaker in runtime.shared.breakers().values_mut() {
                 breaker.on_success();
             }
             metrics.processed.with_label_values(&[&event_type]).inc();
@@ -1314,11 +1300,7 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &OwnedMessage) -> Outcome 
             metrics.failed.with_label_values(&[&event_type]).inc();
             if let HandlerError::Dependency { dependency, .. } = &error {
                 let now = Instant::now();
-                let mut breakers = runtime
-                    .shared
-                    .breakers
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
+                let mut breakers = runtime.shared.breakers();
                 let breaker = breakers
                     .entry(dependency.clone())
                     .or_insert_with(|| runtime.shared.breaker_template.clone());
