@@ -11,7 +11,9 @@ use clap::Parser;
 #[command(
     name = "ingest",
     version,
-    about = "Circulatory ingest API: publish domain events over HTTP."
+    about = "Circulatory ingest API: publish domain events over HTTP.",
+    // A flag given twice keeps the last value, so wrappers can append overrides.
+    args_override_self = true
 )]
 pub struct Config {
     /// Address to listen on.

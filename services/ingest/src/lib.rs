@@ -21,6 +21,7 @@ use circulatory::registry::{RegistryConfig, SchemaRegistry};
 use object_store::ObjectStore;
 use rdkafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 
 pub mod config;
@@ -44,8 +45,9 @@ use problem::{code, ApiError};
 use ratelimit::RateLimiter;
 use state::{AppState, Inner, Limits};
 
-/// The router. Load shedding and the request timeout wrap everything; `/healthz`, `/readyz`,
-/// `/metrics` and the documents need no token.
+/// The router. The API routes share one concurrency bound (past it, requests are shed with 503
+/// instead of queueing) and a request timeout; `/healthz`, `/readyz` and `/metrics` stay outside
+/// the bound so probes answer under overload, and need no token.
 pub fn app(state: AppState, max_concurrency: usize, request_timeout: Duration) -> Router {
     let upload_limit = usize::try_from(state.limits.max_upload_bytes)
         .unwrap_or(usize::MAX)
@@ -60,7 +62,16 @@ pub fn app(state: AppState, max_concurrency: usize, request_timeout: Duration) -
         .route("/openapi.json", get(routes::openapi))
         // Bodies are read with an explicit limit in the handlers (so the 413 is a problem
         // document); this only disables axum's default for them.
-        .layer(DefaultBodyLimit::disable());
+        .layer(DefaultBodyLimit::disable())
+        // axum applies a layer to each route separately: the global limit shares one semaphore
+        // across them, so the bound is for the whole API, not per route.
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(overloaded))
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::new(max_concurrency))
+                .timeout(request_timeout),
+        );
     Router::new()
         .merge(api)
         .route("/healthz", get(routes::healthz))
@@ -71,13 +82,6 @@ pub fn app(state: AppState, max_concurrency: usize, request_timeout: Duration) -
             metrics::track,
         ))
         .layer(axum::middleware::from_fn(correlation::middleware))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(overloaded))
-                .load_shed()
-                .concurrency_limit(max_concurrency)
-                .timeout(request_timeout),
-        )
         .with_state(state)
 }
 

@@ -695,7 +695,7 @@ async fn past_the_concurrency_bound_requests_are_shed_with_503() {
 
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .write_all(b"GET /v1/catalog HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut answer = Vec::new();
@@ -713,5 +713,16 @@ async fn past_the_concurrency_bound_requests_are_shed_with_503() {
         "{answer}"
     );
     assert!(answer.contains("50304"), "{answer}");
+    // Probes stay outside the bound.
+    let mut probe = tokio::net::TcpStream::connect(address).await.unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut probe, &mut answer)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
     drop(slow);
 }
