@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -47,7 +48,10 @@ def plain(value):
 
 def test_confluent_avro_deserializer_reads_what_circulatory_produced():
     namespace = "py" + uuid.uuid4().hex[:12]
-    circ(namespace, "topics", "apply", "--replication-factor", "1")
+    topic = f"{namespace}.media.normal"
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    for future in admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)]).values():
+        future.result(30)
     video_id, author_id = str(uuid.uuid4()), str(uuid.uuid4())
     data = {
         "videoId": video_id,
@@ -68,7 +72,6 @@ def test_confluent_avro_deserializer_reads_what_circulatory_produced():
             data[field["name"]] = None
     delivered = json.loads(circ(namespace, "produce", "video.transcode.completed",
                                 "--data", json.dumps(data), "--correlation-id", "py-interop"))
-    topic = f"{namespace}.media.normal"
     assert delivered["topic"] == topic
 
     consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"{namespace}-data-team",
@@ -80,6 +83,8 @@ def test_confluent_avro_deserializer_reads_what_circulatory_produced():
         assert message.error() is None, message.error()
     finally:
         consumer.close()
+        for future in admin.delete_topics([topic]).values():
+            future.result(30)
 
     deserializer = AvroDeserializer(SchemaRegistryClient({"url": REGISTRY}))
     value = deserializer(message.value(), SerializationContext(topic, MessageField.VALUE))

@@ -40,14 +40,9 @@ fn describe(output: &Output) -> String {
 
 #[tokio::test]
 async fn topics_apply_creates_every_topic_and_is_a_noop_the_second_time() {
-    let namespace = fresh_namespace();
     let env = TestEnv::new();
-    let catalog = env
-        .catalog
-        .as_ref()
-        .clone()
-        .with_namespace(Some(&namespace))
-        .unwrap();
+    let namespace = env.namespace.clone();
+    let catalog = env.catalog.as_ref().clone();
     let wanted = catalog.topic_specs(Some(1));
 
     let plan = circ(&namespace, &["topics", "plan", "--replication-factor", "1"]);

@@ -28,6 +28,8 @@ pub struct EventType {
     pub schema: Arc<Schema>,
     /// The schema as JSON (the `.avsc` file), for the catalog endpoint and the registry.
     pub schema_json: Arc<serde_json::Value>,
+    /// The same, minified once: the text registered and handed to the encoder per event.
+    schema_text: Arc<str>,
     /// Realtime channels this type is broadcast on.
     pub channels: Vec<ChannelRoute>,
 }
@@ -45,8 +47,8 @@ impl EventType {
     }
 
     /// Minified schema text as registered.
-    pub fn schema_text(&self) -> String {
-        self.schema_json.to_string()
+    pub fn schema_text(&self) -> &str {
+        &self.schema_text
     }
 }
 
@@ -436,6 +438,7 @@ fn join_schemas(
                 topic: route.base_topic(),
                 full_name,
                 schema: Arc::new(file.schema.clone()),
+                schema_text: Arc::from(file.json.to_string()),
                 schema_json: Arc::new(file.json),
                 channels,
                 route: route.clone(),

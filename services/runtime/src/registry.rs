@@ -177,7 +177,7 @@ impl SchemaRegistry {
             SuppliedSchema::new(
                 Some(event.full_name.clone()),
                 SchemaType::Avro,
-                event.schema_text(),
+                event.schema_text().to_string(),
             ),
         );
         let (encoder, _) = self.codecs();

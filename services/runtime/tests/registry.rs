@@ -23,7 +23,7 @@ async fn every_schema_round_trips_through_the_wire_format() {
         let subject = event.subject().unwrap();
         let id = env
             .registry
-            .lookup(&subject, &event.schema_text())
+            .lookup(&subject, event.schema_text())
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("{subject} not registered"));
@@ -46,7 +46,7 @@ async fn an_incompatible_change_is_refused_with_the_registry_reason() {
         .await
         .unwrap();
     env.registry
-        .register(&subject, &event.schema_text())
+        .register(&subject, event.schema_text())
         .await
         .unwrap();
 

@@ -153,6 +153,51 @@ impl TestEnv {
     }
 }
 
+/// A test's topics are deleted when its environment goes away, so a long-lived local cluster
+/// does not collect thousands of partitions (set `CIRC_KEEP_TEST_TOPICS` to keep them).
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if std::env::var_os("CIRC_KEEP_TEST_TOPICS").is_some() {
+            return;
+        }
+        let kafka = self.kafka.clone();
+        let prefix = format!("{}.", self.namespace);
+        // Drop cannot await, and may run inside a runtime: clean up from a thread of its own.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let (Ok(admin), Ok(reader)) =
+                    (kafka::admin(&kafka), kafka::reader::<BaseConsumer>(&kafka))
+                else {
+                    return;
+                };
+                let Ok(metadata) = reader.fetch_metadata(None, Duration::from_secs(10)) else {
+                    return;
+                };
+                let names: Vec<String> = metadata
+                    .topics()
+                    .iter()
+                    .map(|t| t.name().to_string())
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect();
+                if names.is_empty() {
+                    return;
+                }
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                let options = rdkafka::admin::AdminOptions::new()
+                    .request_timeout(Some(Duration::from_secs(10)));
+                let _ = admin.delete_topics(&refs, &options).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
 impl Default for TestEnv {
     fn default() -> Self {
         Self::new()

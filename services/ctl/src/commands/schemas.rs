@@ -34,7 +34,7 @@ pub(crate) async fn run(
         match action {
             SchemasAction::Check => {
                 let verdict = registry
-                    .check_compatibility(subject, &schema)
+                    .check_compatibility(subject, schema)
                     .await
                     .map_err(failure)?;
                 if verdict.compatible {
@@ -49,7 +49,7 @@ pub(crate) async fn run(
                     .set_compatibility(Some(subject), COMPATIBILITY)
                     .await
                     .map_err(failure)?;
-                match registry.register(subject, &schema).await {
+                match registry.register(subject, schema).await {
                     Ok(id) => println!("id {id:<6} {subject}"),
                     Err(RegistryError::Refused(reason)) => {
                         rejected += 1;
