@@ -68,6 +68,13 @@ pub struct Config {
     /// How long a record may wait for the broker's acknowledgement, in milliseconds.
     #[arg(long, env = "CIRC_INGEST_DELIVERY_TIMEOUT_MS", default_value_t = 5_000)]
     pub delivery_timeout_ms: u64,
+    /// How long the producer waits to fill a batch, in milliseconds. Low for the HTTP path: every
+    /// request waits it out at low rates (5 ms measured 6 ms p50 at 1000 req/s, 1 ms gave 2 ms).
+    #[arg(long, env = "CIRC_INGEST_LINGER_MS", default_value_t = 1)]
+    pub linger_ms: u64,
+    /// Producer compression: none, gzip, snappy, lz4 or zstd.
+    #[arg(long, env = "CIRC_INGEST_COMPRESSION", default_value = "zstd")]
+    pub compression: String,
     /// How long an event id or Idempotency-Key is remembered, in seconds.
     #[arg(
         long,
@@ -130,6 +137,9 @@ impl Config {
         }
         if (self.rate_burst as usize) < self.max_batch {
             problems.push("the rate burst must allow at least one full batch".into());
+        }
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.compression.as_str()) {
+            problems.push(format!("unknown compression `{}`", self.compression));
         }
         if self.delivery_timeout_ms >= self.request_timeout_ms {
             problems.push("the delivery timeout must be shorter than the request timeout".into());

@@ -127,6 +127,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         &kafka,
         &ProducerSettings {
             delivery_timeout: config.delivery_timeout(),
+            linger: Duration::from_millis(config.linger_ms),
+            compression: config.compression.clone(),
             ..ProducerSettings::default()
         },
     )?;
