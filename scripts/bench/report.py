@@ -82,7 +82,7 @@ def cpu_split(path):
             before, after = [[float(x) for x in line.split()] for line in f if line.strip()][:2]
     except (OSError, ValueError):
         return None
-    d = [b - a for a, b in zip(before, after)]
+    d = [max(0.0, b - a) for a, b in zip(before, after)]
     machine = d[3] + d[4]
     if machine <= 0:
         return None
@@ -107,7 +107,8 @@ def cmd_oha(path):
     real_errors = {k: v for k, v in errors.items() if "deadline" not in k}
     ok = sum(v for k, v in statuses.items() if k in ("200", "202"))
     elapsed = float(summary["total"])
-    pct = doc.get("latencyPercentiles") or {}
+    # Latency of the accepted requests only (--stats-success-breakdown): a fast 503 is no latency.
+    pct = doc.get("latencyPercentilesSuccessful") or doc.get("latencyPercentiles") or {}
 
     def ms(key):
         value = pct.get(key)
@@ -275,8 +276,12 @@ def cmd_render(raw, md_out, json_out):
         )
         per_run.append(row)
 
-    med = {k: median([row[k] for row in per_run]) for k in per_run[0]
-           if k not in ("run", "all_accepted")}
+    # Medians over the runs in which every response was 202; a run with failures (a broker
+    # restart, shedding) is shown below but does not count, unless no run is clean.
+    valid = [row for row in per_run if row["all_accepted"]] or per_run
+    excluded = [row["run"] for row in per_run if row not in valid]
+    med = {k: median([row[k] for row in valid]) for k in per_run[0]
+           if k not in ("run", "all_accepted", "background_pct")}
     # Ratios of medians (reported) and medians of per-run ratios (for reference).
     ratio_batch = med["batch_events_per_s"] / med["pp_records_per_s"]
     ratio_single = med["single_events_per_s"] / med["bare_requests_per_s"]
@@ -308,6 +313,7 @@ def cmd_render(raw, md_out, json_out):
                            "produce_p50_bucket_ms": produce_p50, "produce_p99_bucket_ms": produce_p99,
                            "events_timed": produce_count},
         "all_responses_accepted": all_accepted,
+        "runs_in_medians": [row["run"] for row in valid],
         "runs": per_run,
         "raw_runs": runs,
     }
@@ -332,7 +338,10 @@ def cmd_render(raw, md_out, json_out):
         w(f"| {t} | {measured} | {verdict(ok)} |")
     w("")
     w(f"Every response was 202 in every measured run: **{'yes' if all_accepted else 'NO — see runs'}** "
-      "(requests oha cancelled at its deadline are not counted).\n")
+      "(requests oha cancelled at its deadline are not counted)."
+      + (f" Medians are over runs {', '.join(str(r['run']) for r in valid)}; run(s) "
+         f"{', '.join(map(str, excluded))} had failed responses and are excluded."
+         if excluded else "") + "\n")
     w("## Setup\n")
     bg = [int(meta.get("background_before", "0") or 0), int(meta.get("background_after", "0") or 0)]
     per_run_bg = [row["background_pct"] for row in per_run if row["background_pct"] is not None]
@@ -423,7 +432,7 @@ def cmd_render(raw, md_out, json_out):
              ("Batch ingest at half max", lambda r: r["batch_at_half"])]
     cpu_table = {}
     for label, pick in kinds:
-        splits = [pick(r).get("cpu") for r in runs]
+        splits = [pick(r).get("cpu") for r in runs if r["run"] in result["runs_in_medians"]]
         splits = [c for c in splits if c]
         if not splits:
             continue
