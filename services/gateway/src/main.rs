@@ -1,0 +1,3 @@
+//! `gateway`: realtime broadcasts to WebSocket and SSE clients.
+
+fn main() {}

@@ -1,0 +1,243 @@
+//! What every consumer-group binary shares: flags and environment, connections to the stack, the
+//! `/metrics`, `/healthz` and `/readyz` endpoints, signals, and the exit codes.
+//!
+//! A group binary is one line: `runner::main("payments", groups::payments::register)`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use circulatory::catalog::{Catalog, CatalogPaths};
+use circulatory::consumer::telemetry::GroupMetrics;
+use circulatory::consumer::{ConsumerGroup, GroupSettings};
+use circulatory::kafka::KafkaConfig;
+use circulatory::registry::{RegistryConfig, SchemaRegistry};
+use clap::Parser;
+use prometheus::{Encoder, TextEncoder};
+use tokio_util::sync::CancellationToken;
+
+use crate::deps::{Deps, Options};
+
+/// Flags shared by every group binary (each also readable from the environment).
+#[derive(Debug, Clone, Parser)]
+#[command(version, args_override_self = true)]
+pub struct Config {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "CIRC_HANDLER_LISTEN", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// The topology file.
+    #[arg(long, env = "CIRC_TOPOLOGY", default_value = "topics.yaml")]
+    pub topology: PathBuf,
+    /// The Avro schemas folder.
+    #[arg(long, env = "CIRC_SCHEMAS", default_value = "schemas")]
+    pub schemas: PathBuf,
+    /// Topic namespace (prefix) for isolated environments.
+    #[arg(long, env = "CIRC_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "CIRC_KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+    /// Confluent-compatible schema registry API.
+    #[arg(
+        long,
+        env = "CIRC_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081/apis/ccompat/v7"
+    )]
+    pub registry: String,
+    /// Redis (projections, realtime broadcasts, operators' figures).
+    #[arg(long, env = "CIRC_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis: String,
+    /// PostgreSQL (projections, exactly-once bookkeeping).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://circulatory:circulatory@127.0.0.1:5432/circulatory"
+    )]
+    pub database_url: String,
+    /// Most PostgreSQL connections of this process.
+    #[arg(long, env = "CIRC_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// Replaces the group's max_in_flight from topics.yaml.
+    #[arg(long, env = "CIRC_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+    /// How long shutdown and revocation wait for in-flight events, in seconds.
+    #[arg(long, env = "CIRC_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
+    pub drain_timeout_secs: u64,
+    #[command(flatten)]
+    pub options: Options,
+}
+
+/// Runs group `group` with the handlers `register` adds, until SIGTERM/SIGINT.
+/// Exit codes: 0 clean stop, 64 bad configuration, 69 a dependency unreachable at start, 1 the
+/// group stopped on its own (e.g. the dead-letter flood guard).
+pub fn main(group: &'static str, register: fn(ConsumerGroup, &Deps) -> ConsumerGroup) -> ExitCode {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CIRC_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = Config::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("{group}: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(group, register, config))
+}
+
+async fn run(
+    group: &'static str,
+    register: fn(ConsumerGroup, &Deps) -> ConsumerGroup,
+    config: Config,
+) -> ExitCode {
+    let catalog = match Catalog::load(&CatalogPaths {
+        topology: config.topology.clone(),
+        schemas: config.schemas.clone(),
+    })
+    .map_err(|e| e.to_string())
+    .and_then(|c| c.with_namespace(config.namespace.as_deref()))
+    {
+        Ok(catalog) => Arc::new(catalog),
+        Err(e) => {
+            eprintln!("{group}: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let registry = match SchemaRegistry::new(RegistryConfig::new(config.registry.clone())) {
+        Ok(registry) => Arc::new(registry),
+        Err(e) => {
+            eprintln!("{group}: registry: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let deps = match Deps::connect(catalog.clone(), &config).await {
+        Ok(deps) => deps,
+        Err(e) => {
+            eprintln!("{group}: {e:#}");
+            return ExitCode::from(69);
+        }
+    };
+    let instance = format!("{group}-{}", std::process::id());
+    let kafka = KafkaConfig::new(config.bootstrap.clone(), instance);
+    let metrics_registry = prometheus::Registry::new();
+    let settings = GroupSettings {
+        max_in_flight: config.max_in_flight,
+        drain_timeout: Duration::from_secs(config.drain_timeout_secs),
+        ..GroupSettings::default()
+    };
+    let consumer = match ConsumerGroup::new(catalog, group, kafka, registry) {
+        Ok(consumer) => consumer
+            .redis(deps.redis.clone())
+            .settings(settings)
+            .metrics(GroupMetrics::new(&metrics_registry)),
+        Err(e) => {
+            eprintln!("{group}: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let consumer = register(consumer, &deps);
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("{group}: cannot listen on {}: {e}", config.listen);
+            return ExitCode::from(69);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let endpoints = tokio::spawn(serve_endpoints(
+        listener,
+        Endpoints {
+            metrics: metrics_registry,
+            ready: ready.clone(),
+        },
+        shutdown.clone(),
+    ));
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tracing::info!(group, listen = %config.listen, "consumer group starting");
+    ready.store(true, Ordering::Relaxed);
+    let outcome = consumer.run(shutdown.clone()).await;
+    ready.store(false, Ordering::Relaxed);
+    shutdown.cancel();
+    let _ = endpoints.await;
+    match outcome {
+        Ok(()) => {
+            tracing::info!(group, "consumer group stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(group, error = %e, "consumer group stopped");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Endpoints {
+    metrics: prometheus::Registry,
+    ready: Arc<AtomicBool>,
+}
+
+async fn serve_endpoints(
+    listener: tokio::net::TcpListener,
+    endpoints: Endpoints,
+    shutdown: CancellationToken,
+) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(endpoints);
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+}
+
+async fn metrics(State(endpoints): State<Endpoints>) -> Result<String, StatusCode> {
+    let mut buffer = Vec::new();
+    TextEncoder::new()
+        .encode(&endpoints.metrics.gather(), &mut buffer)
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    String::from_utf8(buffer).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+async fn readyz(State(endpoints): State<Endpoints>) -> StatusCode {
+    if endpoints.ready.load(Ordering::Relaxed) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+        _ = shutdown.cancelled() => return,
+    }
+    tracing::info!("shutdown signal received: draining");
+    shutdown.cancel();
+}

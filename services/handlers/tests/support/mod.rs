@@ -1,0 +1,160 @@
+//! Runs a group's real handlers in-process against the real stack, in a fresh namespace.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use circulatory::consumer::{ConsumerGroup, GroupSettings};
+use circulatory_handlers::deps::{Deps, Options};
+use circulatory_testkit::TestEnv;
+use redis::aio::ConnectionManager;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://circulatory:circulatory@127.0.0.1:5432/circulatory".into())
+}
+
+pub(crate) fn redis_url() -> String {
+    std::env::var("CIRC_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub(crate) async fn redis() -> ConnectionManager {
+    let client = redis::Client::open(redis_url()).expect("redis url");
+    ConnectionManager::new(client).await.expect("redis")
+}
+
+/// The handles a group binary would build, for this test's namespace.
+pub(crate) async fn deps(env: &TestEnv, options: Options) -> Deps {
+    let pool = circulatory::db::connect(&database_url(), 8)
+        .await
+        .expect("postgres");
+    circulatory::db::migrate(&pool).await.expect("migrations");
+    Deps::new(env.catalog.clone(), pool, redis().await, options)
+}
+
+/// A group running in this process until stopped.
+pub(crate) struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), circulatory::consumer::ConsumerError>>,
+}
+
+impl Running {
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        self.task
+            .await
+            .expect("group task")
+            .expect("group stopped cleanly");
+    }
+}
+
+/// Test settings: short retries come from topics.yaml; a short breaker cool-down and drain.
+pub(crate) fn settings() -> GroupSettings {
+    GroupSettings {
+        drain_timeout: Duration::from_secs(3),
+        session_timeout: Duration::from_secs(6),
+        ..GroupSettings::default()
+    }
+}
+
+/// Creates the group's topics and starts it with `register`'s handlers.
+pub(crate) async fn start(
+    env: &TestEnv,
+    deps: &Deps,
+    group: &str,
+    register: fn(ConsumerGroup, &Deps) -> ConsumerGroup,
+) -> Running {
+    start_with(env, deps, group, register, settings()).await
+}
+
+pub(crate) async fn start_with(
+    env: &TestEnv,
+    deps: &Deps,
+    group: &str,
+    register: fn(ConsumerGroup, &Deps) -> ConsumerGroup,
+    settings: GroupSettings,
+) -> Running {
+    env.create_group_topics(group).await;
+    let consumer = ConsumerGroup::new(
+        env.catalog.clone(),
+        group,
+        env.kafka.clone(),
+        env.registry.clone(),
+    )
+    .expect("group")
+    .redis(deps.redis.clone())
+    .settings(settings);
+    let consumer = register(consumer, deps);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(stop.clone()));
+    Running { stop, task }
+}
+
+/// Polls `check` until it returns `Some`, or fails the test after `within`.
+pub(crate) async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Handles whose PostgreSQL is unreachable (a closed port): every database effect fails as a
+/// dependency failure, so the group's retry and dead-letter path runs with its real handlers.
+pub(crate) async fn deps_without_database(env: &TestEnv, options: Options) -> Deps {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy("postgres://nobody:nothing@127.0.0.1:1/none")
+        .expect("lazy pool");
+    Deps::new(env.catalog.clone(), pool, redis().await, options)
+}
+
+/// Publishes `data` as `event_type` with a chosen id (a redelivery is the same id again).
+pub(crate) async fn publish_with_id(
+    env: &TestEnv,
+    publisher: &circulatory::publisher::EventPublisher,
+    event_type: &str,
+    id: &str,
+    data: serde_json::Value,
+) {
+    let validated = publisher
+        .validate(circulatory::publisher::EventDraft {
+            event_type: event_type.into(),
+            data,
+            id: Some(id.into()),
+            correlation_id: Some(format!("corr-{}", env.namespace)),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("{event_type}: {e}"));
+    publisher.publish(validated).await.expect("published");
+}
+
+/// Waits for `count` dead letters of `group` and returns them.
+pub(crate) async fn dead_letters(
+    env: &TestEnv,
+    group: &str,
+    count: usize,
+    within: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    let topic = env.catalog.topic_name(
+        &env.catalog
+            .group(group)
+            .expect("group")
+            .dead_letter_topic_base(),
+    );
+    circulatory_testkit::read_records(&env.kafka, &topic, count, within).await
+}
+
+pub(crate) fn uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
