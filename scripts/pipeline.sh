@@ -8,12 +8,15 @@ STATE_DIR=$ROOT/.stack
 # SIGTERM; its log goes to .stack/logs/<name>.log.
 SERVICES=(
   "ingest:ingest"
+  "audit-log:audit-log"
 )
 
-# Where each service answers /readyz (checked after starting it).
+# Where each service answers /readyz (checked after starting it). Consumer groups serve /metrics,
+# /healthz and /readyz on 91xx.
 service_port() {
   case $1 in
     ingest) echo "${CIRC_INGEST_PORT:-8080}" ;;
+    audit-log) echo 9101 ;;
   esac
 }
 
@@ -55,7 +58,8 @@ start_services() {
     if [[ -f $pidf ]] && kill -0 "$(<"$pidf")" 2>/dev/null; then
       continue
     fi
-    (exec setsid nohup "$binary" >>"$STATE_DIR/logs/$name.log" 2>&1 </dev/null) &
+    (CIRC_HANDLER_LISTEN=127.0.0.1:$(service_port "$name") \
+      exec setsid nohup "$binary" >>"$STATE_DIR/logs/$name.log" 2>&1 </dev/null) &
     echo $! >"$pidf"
     printf 'started %s (pid %s, log .stack/logs/%s.log)\n' "$name" "$!" "$name" >&2
   done

@@ -2,15 +2,13 @@
 //! are recorded only when the status changes, and an unreachable database ends in the dead
 //! letters with the error.
 
-mod support;
-
 use std::time::Duration;
 
-use circulatory_handlers::deps::Options;
-use circulatory_handlers::groups::audit_log;
+use circulatory_group_audit_log::{register, GROUP};
+use circulatory_groups::runner::NoOptions;
+use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
 use circulatory_testkit::{header, TestEnv};
 use serde_json::json;
-use support::{eventually, publish_with_id, uuid};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -40,8 +38,8 @@ async fn trail_rows(pool: &sqlx::PgPool, target: &str) -> Vec<(String, String, O
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn admin_actions_and_mutes_are_appended_once() {
     let env = TestEnv::new();
-    let deps = support::deps(&env, Options::default()).await;
-    let group = support::start(&env, &deps, audit_log::GROUP, audit_log::register).await;
+    let deps = support::deps(&env).await;
+    let group = support::start(&env, &deps, GROUP, register, NoOptions {}).await;
     let publisher = env.publisher();
 
     let user = uuid();
@@ -112,8 +110,8 @@ async fn admin_actions_and_mutes_are_appended_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn health_changes_are_recorded_only_when_the_status_changes() {
     let env = TestEnv::new();
-    let deps = support::deps(&env, Options::default()).await;
-    let group = support::start(&env, &deps, audit_log::GROUP, audit_log::register).await;
+    let deps = support::deps(&env).await;
+    let group = support::start(&env, &deps, GROUP, register, NoOptions {}).await;
     let publisher = env.publisher();
     let component = format!("group:{}", env.namespace);
     for (status, at) in [
@@ -165,13 +163,13 @@ async fn health_changes_are_recorded_only_when_the_status_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_database_is_retried_then_dead_lettered() {
     let env = TestEnv::new();
-    let deps = support::deps_without_database(&env, Options::default()).await;
-    let group = support::start(&env, &deps, audit_log::GROUP, audit_log::register).await;
+    let deps = support::deps_without_database(&env).await;
+    let group = support::start(&env, &deps, GROUP, register, NoOptions {}).await;
     let publisher = env.publisher();
     let id = uuid();
     publish_with_id(&env, &publisher, "admin.action", &id, admin_action(&uuid())).await;
     // topics.yaml: 3 attempts, retries after 2 s and 4 s.
-    let dead = support::dead_letters(&env, audit_log::GROUP, 1, Duration::from_secs(40)).await;
+    let dead = support::dead_letters(&env, GROUP, 1, Duration::from_secs(40)).await;
     assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
     assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("3"));
     assert_eq!(

@@ -1,48 +1,47 @@
 //! Runs a group's real handlers in-process against the real stack, in a fresh namespace.
 
-#![allow(dead_code)]
-
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::deps::Deps;
+use crate::runner::Register;
 use circulatory::consumer::{ConsumerGroup, GroupSettings};
-use circulatory_handlers::deps::{Deps, Options};
 use circulatory_testkit::TestEnv;
 use redis::aio::ConnectionManager;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) fn database_url() -> String {
+pub fn database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://circulatory:circulatory@127.0.0.1:5432/circulatory".into())
 }
 
-pub(crate) fn redis_url() -> String {
+pub fn redis_url() -> String {
     std::env::var("CIRC_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-pub(crate) async fn redis() -> ConnectionManager {
+pub async fn redis() -> ConnectionManager {
     let client = redis::Client::open(redis_url()).expect("redis url");
     ConnectionManager::new(client).await.expect("redis")
 }
 
 /// The handles a group binary would build, for this test's namespace.
-pub(crate) async fn deps(env: &TestEnv, options: Options) -> Deps {
+pub async fn deps(env: &TestEnv) -> Deps {
     let pool = circulatory::db::connect(&database_url(), 8)
         .await
         .expect("postgres");
     circulatory::db::migrate(&pool).await.expect("migrations");
-    Deps::new(env.catalog.clone(), pool, redis().await, options)
+    Deps::new(env.catalog.clone(), pool, redis().await)
 }
 
 /// A group running in this process until stopped.
-pub(crate) struct Running {
+pub struct Running {
     stop: CancellationToken,
     task: JoinHandle<Result<(), circulatory::consumer::ConsumerError>>,
 }
 
 impl Running {
-    pub(crate) async fn stop(self) {
+    pub async fn stop(self) {
         self.stop.cancel();
         self.task
             .await
@@ -52,7 +51,7 @@ impl Running {
 }
 
 /// Test settings: short retries come from topics.yaml; a short breaker cool-down and drain.
-pub(crate) fn settings() -> GroupSettings {
+pub fn settings() -> GroupSettings {
     GroupSettings {
         drain_timeout: Duration::from_secs(3),
         session_timeout: Duration::from_secs(6),
@@ -61,20 +60,22 @@ pub(crate) fn settings() -> GroupSettings {
 }
 
 /// Creates the group's topics and starts it with `register`'s handlers.
-pub(crate) async fn start(
+pub async fn start<O>(
     env: &TestEnv,
     deps: &Deps,
     group: &str,
-    register: fn(ConsumerGroup, &Deps) -> ConsumerGroup,
+    register: Register<O>,
+    options: O,
 ) -> Running {
-    start_with(env, deps, group, register, settings()).await
+    start_with(env, deps, group, register, options, settings()).await
 }
 
-pub(crate) async fn start_with(
+pub async fn start_with<O>(
     env: &TestEnv,
     deps: &Deps,
     group: &str,
-    register: fn(ConsumerGroup, &Deps) -> ConsumerGroup,
+    register: Register<O>,
+    options: O,
     settings: GroupSettings,
 ) -> Running {
     env.create_group_topics(group).await;
@@ -87,14 +88,14 @@ pub(crate) async fn start_with(
     .expect("group")
     .redis(deps.redis.clone())
     .settings(settings);
-    let consumer = register(consumer, deps);
+    let consumer = register(consumer, deps, options);
     let stop = CancellationToken::new();
     let task = tokio::spawn(consumer.run(stop.clone()));
     Running { stop, task }
 }
 
 /// Polls `check` until it returns `Some`, or fails the test after `within`.
-pub(crate) async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -111,16 +112,16 @@ where
 
 /// Handles whose PostgreSQL is unreachable (a closed port): every database effect fails as a
 /// dependency failure, so the group's retry and dead-letter path runs with its real handlers.
-pub(crate) async fn deps_without_database(env: &TestEnv, options: Options) -> Deps {
+pub async fn deps_without_database(env: &TestEnv) -> Deps {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .acquire_timeout(Duration::from_millis(500))
         .connect_lazy("postgres://nobody:nothing@127.0.0.1:1/none")
         .expect("lazy pool");
-    Deps::new(env.catalog.clone(), pool, redis().await, options)
+    Deps::new(env.catalog.clone(), pool, redis().await)
 }
 
 /// Publishes `data` as `event_type` with a chosen id (a redelivery is the same id again).
-pub(crate) async fn publish_with_id(
+pub async fn publish_with_id(
     env: &TestEnv,
     publisher: &circulatory::publisher::EventPublisher,
     event_type: &str,
@@ -140,7 +141,7 @@ pub(crate) async fn publish_with_id(
 }
 
 /// Waits for `count` dead letters of `group` and returns them.
-pub(crate) async fn dead_letters(
+pub async fn dead_letters(
     env: &TestEnv,
     group: &str,
     count: usize,
@@ -155,6 +156,6 @@ pub(crate) async fn dead_letters(
     circulatory_testkit::read_records(&env.kafka, &topic, count, within).await
 }
 
-pub(crate) fn uuid() -> String {
+pub fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }

@@ -9,12 +9,13 @@ use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
 use serde::Deserialize;
 use sqlx::PgConnection;
 
-use crate::deps::Deps;
-use crate::effects::{apply_once, db};
+use circulatory_groups::deps::Deps;
+use circulatory_groups::effects::{apply_once, db};
+use circulatory_groups::runner::NoOptions;
 
 pub const GROUP: &str = "audit-log";
 
-pub fn register(consumer: ConsumerGroup, deps: &Deps) -> ConsumerGroup {
+pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerGroup {
     let (a, b, c) = (deps.clone(), deps.clone(), deps.clone());
     consumer
         .handler("admin.action", move |e: Event, _: Context| {

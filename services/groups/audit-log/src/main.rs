@@ -1,7 +1,7 @@
 //! `audit-log`: the audit trail of admin actions, mutes and health changes.
 
-use circulatory_handlers::{groups::audit_log, runner};
+use circulatory_group_audit_log::{register, GROUP};
 
 fn main() -> std::process::ExitCode {
-    runner::main(audit_log::GROUP, audit_log::register)
+    circulatory_groups::runner::main(GROUP, register)
 }

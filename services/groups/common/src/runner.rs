@@ -1,7 +1,8 @@
 //! What every consumer-group binary shares: flags and environment, connections to the stack, the
 //! `/metrics`, `/healthz` and `/readyz` endpoints, signals, and the exit codes.
 //!
-//! A group binary is one line: `runner::main("payments", groups::payments::register)`.
+//! A group binary is one line: `runner::main(GROUP, register)`, where `register` adds the group's
+//! handlers and `O` are the group's own flags (`runner::NoOptions` when it has none).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,12 +24,19 @@ use clap::Parser;
 use prometheus::{Encoder, TextEncoder};
 use tokio_util::sync::CancellationToken;
 
-use crate::deps::{Deps, Options};
+use crate::deps::Deps;
+
+/// Adds a group's handlers, given the shared handles and the group's own flags.
+pub type Register<O> = fn(ConsumerGroup, &Deps, O) -> ConsumerGroup;
+
+/// A group without flags of its own.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NoOptions {}
 
 /// Flags shared by every group binary (each also readable from the environment).
 #[derive(Debug, Clone, Parser)]
 #[command(version, args_override_self = true)]
-pub struct Config {
+pub struct Config<O: clap::Args> {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "CIRC_HANDLER_LISTEN", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
@@ -70,14 +78,18 @@ pub struct Config {
     /// How long shutdown and revocation wait for in-flight events, in seconds.
     #[arg(long, env = "CIRC_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
     pub drain_timeout_secs: u64,
+    /// The group's own flags.
     #[command(flatten)]
-    pub options: Options,
+    pub options: O,
 }
 
 /// Runs group `group` with the handlers `register` adds, until SIGTERM/SIGINT.
 /// Exit codes: 0 clean stop, 64 bad configuration, 69 a dependency unreachable at start, 1 the
 /// group stopped on its own (e.g. the dead-letter flood guard).
-pub fn main(group: &'static str, register: fn(ConsumerGroup, &Deps) -> ConsumerGroup) -> ExitCode {
+pub fn main<O>(group: &'static str, register: Register<O>) -> ExitCode
+where
+    O: clap::Args + Send + 'static,
+{
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
@@ -85,7 +97,7 @@ pub fn main(group: &'static str, register: fn(ConsumerGroup, &Deps) -> ConsumerG
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let config = Config::parse();
+    let config = Config::<O>::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -99,10 +111,10 @@ pub fn main(group: &'static str, register: fn(ConsumerGroup, &Deps) -> ConsumerG
     runtime.block_on(run(group, register, config))
 }
 
-async fn run(
+async fn run<O: clap::Args>(
     group: &'static str,
-    register: fn(ConsumerGroup, &Deps) -> ConsumerGroup,
-    config: Config,
+    register: Register<O>,
+    config: Config<O>,
 ) -> ExitCode {
     let catalog = match Catalog::load(&CatalogPaths {
         topology: config.topology.clone(),
@@ -149,7 +161,7 @@ async fn run(
             return ExitCode::from(64);
         }
     };
-    let consumer = register(consumer, &deps);
+    let consumer = register(consumer, &deps, config.options);
 
     let ready = Arc::new(AtomicBool::new(false));
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
