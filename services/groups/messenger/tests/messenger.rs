@@ -1,0 +1,320 @@
+//! messenger against the real stack: messages are stored once and broadcast to the recipient, an
+//! offline recipient gets a notification and an online one does not, receipts only move a status
+//! forward and reach the sender, and an unreachable database ends in the dead letters.
+
+use std::time::Duration;
+
+use circulatory::realtime::RealtimeMessage;
+use circulatory_group_messenger::{offline_notification_id, received_channel, register, GROUP};
+use circulatory_groups::deps::Deps;
+use circulatory_groups::runner::NoOptions;
+use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
+use circulatory_testkit::{count_records, header, read_records, TestEnv};
+use futures::StreamExt;
+use rdkafka::message::{Message, OwnedMessage};
+use serde_json::json;
+use uuid::Uuid;
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+async fn decoded(env: &TestEnv, record: &OwnedMessage) -> serde_json::Value {
+    let decoded = env
+        .registry
+        .decode(record.payload().expect("a value"))
+        .await
+        .expect("decodable");
+    circulatory::codec::avro_to_json(&decoded.value)
+}
+
+async fn handled(deps: &Deps, event_id: &str) {
+    eventually(&format!("event {event_id} handled"), WITHIN, || async {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT event_id FROM processed_events WHERE consumer_group = $1 AND event_id = $2",
+        )
+        .bind(GROUP)
+        .bind(event_id)
+        .fetch_optional(&deps.pool)
+        .await
+        .expect("query");
+        row.map(|_| ())
+    })
+    .await
+}
+
+/// A subscriber to the `message:received` channels of `users`.
+async fn subscribe(users: &[&str]) -> redis::aio::PubSub {
+    let client = redis::Client::open(support::redis_url()).expect("redis url");
+    let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
+    for user in users {
+        pubsub
+            .subscribe(received_channel(Uuid::parse_str(user).unwrap()))
+            .await
+            .expect("subscribed");
+    }
+    pubsub
+}
+
+/// Broadcasts received within `wait`, as (channel, message).
+async fn broadcasts(
+    pubsub: &mut redis::aio::PubSub,
+    wait: Duration,
+) -> Vec<(String, RealtimeMessage)> {
+    let mut out = Vec::new();
+    let mut stream = pubsub.on_message();
+    while let Ok(Some(message)) = tokio::time::timeout(wait, stream.next()).await {
+        let payload: String = message.get_payload().expect("text");
+        out.push((
+            message.get_channel_name().to_string(),
+            serde_json::from_str(&payload).expect("json"),
+        ));
+    }
+    out
+}
+
+fn sent(
+    id: &str,
+    conversation: &str,
+    from: &str,
+    to: &str,
+    body: &str,
+    at: &str,
+) -> serde_json::Value {
+    json!({"messageId": id, "conversationId": conversation, "senderId": from, "recipientId": to,
+           "body": body, "replyToMessageId": null, "sentAt": at})
+}
+
+async fn status(deps: &Deps, message: &str) -> (String, bool, bool, bool) {
+    sqlx::query_as(
+        "SELECT status, delivered_at IS NOT NULL, read_at IS NOT NULL, recipient_was_offline \
+         FROM messages WHERE id = $1",
+    )
+    .bind(Uuid::parse_str(message).unwrap())
+    .fetch_one(&deps.pool)
+    .await
+    .expect("a stored message")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_reach_the_recipient_and_offline_recipients_are_notified() {
+    let env = TestEnv::new();
+    let deps = support::deps(&env).await;
+    let notifications = env.topic_of("notification.created");
+    env.create_topics_if_missing(&[&notifications]).await;
+    let (online, offline, conversation) = (uuid(), uuid(), uuid());
+    // The gateway's presence key: `online` is connected, `offline` is not.
+    let mut redis = deps.redis.clone();
+    let presence = deps.redis_key(&format!("presence:{online}"));
+    redis::cmd("SET")
+        .arg(&presence)
+        .arg("1")
+        .arg("EX")
+        .arg(120)
+        .query_async::<()>(&mut redis)
+        .await
+        .expect("presence set");
+    let mut pubsub = subscribe(&[&online, &offline]).await;
+    let group = support::start(&env, &deps, GROUP, register, NoOptions {}).await;
+    let publisher = env.publisher();
+
+    let (to_online, to_offline) = (uuid(), uuid());
+    let first = sent(
+        &to_online,
+        &conversation,
+        &offline,
+        &online,
+        "are you there?",
+        "2026-11-27T10:00:00Z",
+    );
+    let id = uuid();
+    publish_with_id(&env, &publisher, "message.sent", &id, first.clone()).await;
+    // Delivered again: stored once, no notification either time.
+    publish_with_id(&env, &publisher, "message.sent", &id, first).await;
+    publish_with_id(
+        &env,
+        &publisher,
+        "message.sent",
+        &uuid(),
+        sent(
+            &to_offline,
+            &conversation,
+            &online,
+            &offline,
+            "yes! see you at 8",
+            "2026-11-27T10:01:00Z",
+        ),
+    )
+    .await;
+
+    // Keyed by the conversation, so the reply is handled last: the one notification is its.
+    let emitted = read_records(&env.kafka, &notifications, 1, WITHIN).await;
+    assert_eq!(
+        header(&emitted[0], "ce_type").as_deref(),
+        Some("notification.created")
+    );
+    let notification = decoded(&env, &emitted[0]).await;
+    assert_eq!(
+        notification["notificationId"],
+        json!(offline_notification_id(Uuid::parse_str(&to_offline).unwrap()).to_string())
+    );
+    assert_eq!(notification["userId"], json!(offline));
+    assert_eq!(notification["actorId"], json!(online));
+    assert_eq!(notification["entityId"], json!(conversation));
+    assert_eq!(notification["kind"], json!("MESSAGE"));
+    assert_eq!(notification["body"], json!("yes! see you at 8"));
+    assert_eq!(count_records(&env.kafka, &notifications).await, 1);
+
+    assert_eq!(
+        status(&deps, &to_online).await,
+        ("SENT".into(), false, false, false)
+    );
+    assert_eq!(
+        status(&deps, &to_offline).await,
+        ("SENT".into(), false, false, true)
+    );
+    let (count,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM messages WHERE conversation_id = $1")
+            .bind(Uuid::parse_str(&conversation).unwrap())
+            .fetch_one(&deps.pool)
+            .await
+            .expect("query");
+    assert_eq!(count, 2);
+
+    // Each recipient got its message on its own channel (the redelivery may repeat one).
+    let received = broadcasts(&mut pubsub, Duration::from_secs(2)).await;
+    for (recipient, message) in [(&online, &to_online), (&offline, &to_offline)] {
+        let channel = received_channel(Uuid::parse_str(recipient).unwrap());
+        let mine: Vec<_> = received.iter().filter(|(c, _)| *c == channel).collect();
+        assert!(!mine.is_empty(), "nothing on {channel}");
+        for (_, m) in mine {
+            assert_eq!(m.event_type, "message.sent");
+            assert_eq!(m.data["messageId"], json!(message));
+        }
+    }
+    group.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn receipts_only_move_forward_and_reach_the_sender() {
+    let env = TestEnv::new();
+    let deps = support::deps(&env).await;
+    env.create_topics_if_missing(&[&env.topic_of("notification.created")])
+        .await;
+    let (sender, reader, conversation) = (uuid(), uuid(), uuid());
+    let mut pubsub = subscribe(&[&sender]).await;
+    let group = support::start(&env, &deps, GROUP, register, NoOptions {}).await;
+    let publisher = env.publisher();
+    let (m1, m2) = (uuid(), uuid());
+    let receipt = |kind: &str, message: &str, at: &str| match kind {
+        "delivered" => json!({"messageId": message, "conversationId": conversation,
+                              "senderId": sender, "recipientId": reader, "deliveredAt": at}),
+        _ => json!({"messageId": message, "conversationId": conversation,
+                    "senderId": sender, "readerId": reader, "readAt": at}),
+    };
+    // In conversation order (one key): m1, m2 sent; m1 delivered; m2 read (covers m1); then late
+    // delivery receipts for both, which change nothing.
+    let steps = [
+        (
+            "message.sent",
+            sent(
+                &m1,
+                &conversation,
+                &sender,
+                &reader,
+                "one",
+                "2026-11-27T10:00:00Z",
+            ),
+        ),
+        (
+            "message.sent",
+            sent(
+                &m2,
+                &conversation,
+                &sender,
+                &reader,
+                "two",
+                "2026-11-27T10:00:05Z",
+            ),
+        ),
+        (
+            "message.delivered",
+            receipt("delivered", &m1, "2026-11-27T10:00:10Z"),
+        ),
+        ("message.read", receipt("read", &m2, "2026-11-27T10:01:00Z")),
+        (
+            "message.delivered",
+            receipt("delivered", &m2, "2026-11-27T10:02:00Z"),
+        ),
+        (
+            "message.delivered",
+            receipt("delivered", &m1, "2026-11-27T10:03:00Z"),
+        ),
+    ];
+    let mut last = String::new();
+    for (event_type, data) in steps {
+        last = uuid();
+        publish_with_id(&env, &publisher, event_type, &last, data).await;
+    }
+    handled(&deps, &last).await;
+    assert_eq!(status(&deps, &m1).await, ("READ".into(), true, true, true));
+    assert_eq!(status(&deps, &m2).await, ("READ".into(), true, true, true));
+    let times: (String, String) = sqlx::query_as(
+        "SELECT to_char(delivered_at AT TIME ZONE 'UTC', 'HH24:MI:SS'), \
+                to_char(read_at AT TIME ZONE 'UTC', 'HH24:MI:SS') FROM messages WHERE id = $1",
+    )
+    .bind(Uuid::parse_str(&m1).unwrap())
+    .fetch_one(&deps.pool)
+    .await
+    .expect("query");
+    assert_eq!(times, ("10:00:10".into(), "10:01:00".into()));
+
+    // The sender heard of the two receipts that moved something, not of the late ones.
+    let received = broadcasts(&mut pubsub, Duration::from_secs(2)).await;
+    let receipts: Vec<(String, serde_json::Value)> = received
+        .into_iter()
+        .map(|(_, m)| (m.event_type, m.data["messageId"].clone()))
+        .collect();
+    assert_eq!(
+        receipts,
+        vec![
+            ("message.delivered".to_string(), json!(m1)),
+            ("message.read".to_string(), json!(m2)),
+        ]
+    );
+    group.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_database_is_retried_then_dead_lettered() {
+    let env = TestEnv::new();
+    let deps = support::deps_without_database(&env).await;
+    let group = support::start(&env, &deps, GROUP, register, NoOptions {}).await;
+    let publisher = env.publisher();
+    let id = uuid();
+    publish_with_id(
+        &env,
+        &publisher,
+        "message.sent",
+        &id,
+        sent(
+            &uuid(),
+            &uuid(),
+            &uuid(),
+            &uuid(),
+            "hello",
+            "2026-11-27T10:00:00Z",
+        ),
+    )
+    .await;
+    // topics.yaml: 3 attempts, retries after 1 s and 2 s.
+    let dead = support::dead_letters(&env, GROUP, 1, Duration::from_secs(40)).await;
+    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
+    assert_eq!(header(&dead[0], "ce_type").as_deref(), Some("message.sent"));
+    assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("3"));
+    assert_eq!(
+        header(&dead[0], "circ_error_class").as_deref(),
+        Some("dependency")
+    );
+    let message = header(&dead[0], "circ_error_message").unwrap_or_default();
+    assert!(message.starts_with("postgres:"), "{message}");
+    group.stop().await;
+}

@@ -1,0 +1,301 @@
+//! Notifications derived from activity: each handler emits `notification.created` for the user
+//! the activity concerns, and nothing for one's own action (liking or commenting on one's own
+//! post). Notification ids are derived from the activity, not from the event id, so a
+//! redelivered cause, or the same activity published twice, asks for the same notification and
+//! the inbox stores it once; a like removed and added again does not notify twice.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use circulatory::consumer::{Context, Event, HandlerError};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::delivery::Channel;
+
+/// Id of the notification about one activity, e.g. `comment/<commentId>`.
+pub fn notification_id(activity: &str) -> Uuid {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("circulatory/notification/{activity}").as_bytes(),
+    )
+}
+
+/// A notification to ask for.
+struct Derived {
+    activity: String,
+    user_id: Uuid,
+    kind: &'static str,
+    title: String,
+    body: String,
+    actor_id: Option<Uuid>,
+    entity_id: Option<Uuid>,
+    channels: &'static [Channel],
+    created_at: DateTime<Utc>,
+}
+
+impl Derived {
+    fn emit(self, ctx: &Context) {
+        let channels: Vec<&str> = self.channels.iter().map(|c| c.as_str()).collect();
+        ctx.emit(
+            "notification.created",
+            json!({
+                "notificationId": notification_id(&self.activity).to_string(),
+                "userId": self.user_id.to_string(),
+                "kind": self.kind,
+                "title": self.title,
+                "body": self.body,
+                "actorId": self.actor_id.map(|id| id.to_string()),
+                "entityId": self.entity_id.map(|id| id.to_string()),
+                "channels": channels,
+                "createdAt": self.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            }),
+        );
+    }
+}
+
+const SOCIAL: &[Channel] = &[Channel::InApp, Channel::Push];
+const RECEIPT: &[Channel] = &[Channel::InApp, Channel::Email];
+const ANNOUNCEMENT: &[Channel] = &[Channel::InApp, Channel::Push, Channel::Email];
+
+/// Longest excerpt of user text in a notification body, in characters.
+const PREVIEW_CHARS: usize = 140;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CommentAdded {
+    comment_id: Uuid,
+    post_id: Uuid,
+    author_id: Uuid,
+    post_author_id: Uuid,
+    text: String,
+    created_at: DateTime<Utc>,
+}
+
+/// A comment on someone's post notifies the post's author.
+pub async fn comment_added(event: Event, ctx: Context) -> Result<(), HandlerError> {
+    let p: CommentAdded = event.payload()?;
+    if p.author_id != p.post_author_id {
+        Derived {
+            activity: format!("comment/{}", p.comment_id),
+            user_id: p.post_author_id,
+            kind: "COMMENT",
+            title: "New comment on your post".into(),
+            body: preview(&p.text, PREVIEW_CHARS),
+            actor_id: Some(p.author_id),
+            entity_id: Some(p.post_id),
+            channels: SOCIAL,
+            created_at: p.created_at,
+        }
+        .emit(&ctx);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LikeAdded {
+    post_id: Uuid,
+    user_id: Uuid,
+    post_author_id: Uuid,
+    liked_at: DateTime<Utc>,
+}
+
+/// A like on someone's post notifies the post's author, once per liker and post.
+pub async fn like_added(event: Event, ctx: Context) -> Result<(), HandlerError> {
+    let p: LikeAdded = event.payload()?;
+    if p.user_id != p.post_author_id {
+        Derived {
+            activity: format!("like/{}/{}", p.post_id, p.user_id),
+            user_id: p.post_author_id,
+            kind: "LIKE",
+            title: "New like".into(),
+            body: "Your post got a new like.".into(),
+            actor_id: Some(p.user_id),
+            entity_id: Some(p.post_id),
+            channels: SOCIAL,
+            created_at: p.liked_at,
+        }
+        .emit(&ctx);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserFollowed {
+    follower_id: Uuid,
+    followee_id: Uuid,
+    followed_at: DateTime<Utc>,
+}
+
+/// A new follower notifies the followed user, once per follower.
+pub async fn user_followed(event: Event, ctx: Context) -> Result<(), HandlerError> {
+    let p: UserFollowed = event.payload()?;
+    if p.follower_id != p.followee_id {
+        Derived {
+            activity: format!("follow/{}/{}", p.follower_id, p.followee_id),
+            user_id: p.followee_id,
+            kind: "FOLLOW",
+            title: "New follower".into(),
+            body: "You have a new follower.".into(),
+            actor_id: Some(p.follower_id),
+            entity_id: None,
+            channels: SOCIAL,
+            created_at: p.followed_at,
+        }
+        .emit(&ctx);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PaymentCompleted {
+    payment_id: Uuid,
+    payer_id: Uuid,
+    payee_id: Option<Uuid>,
+    amount_minor: i64,
+    currency: String,
+    kind: String,
+    completed_at: DateTime<Utc>,
+}
+
+/// A settled payment sends the payer a receipt, and tells the payee (when another user) what
+/// they received.
+pub async fn payment_completed(event: Event, ctx: Context) -> Result<(), HandlerError> {
+    let p: PaymentCompleted = event.payload()?;
+    let amount = format_amount(p.amount_minor, &p.currency);
+    let purpose = p.kind.to_lowercase().replace('_', " ");
+    let receipt = match p.kind.as_str() {
+        "TOP_UP" => format!("You added {amount} to your wallet."),
+        "PAYOUT" => format!("Your payout of {amount} is on its way."),
+        _ => format!("You paid {amount} ({purpose})."),
+    };
+    Derived {
+        activity: format!("payment/{}/payer", p.payment_id),
+        user_id: p.payer_id,
+        kind: "PAYMENT",
+        title: "Payment receipt".into(),
+        body: receipt,
+        actor_id: None,
+        entity_id: Some(p.payment_id),
+        channels: RECEIPT,
+        created_at: p.completed_at,
+    }
+    .emit(&ctx);
+    if let Some(payee) = p.payee_id.filter(|payee| *payee != p.payer_id) {
+        Derived {
+            activity: format!("payment/{}/payee", p.payment_id),
+            user_id: payee,
+            kind: "PAYMENT",
+            title: "Payment received".into(),
+            body: format!("You received {amount} ({purpose})."),
+            actor_id: Some(p.payer_id),
+            entity_id: Some(p.payment_id),
+            channels: RECEIPT,
+            created_at: p.completed_at,
+        }
+        .emit(&ctx);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VideoPublished {
+    video_id: Uuid,
+    author_id: Uuid,
+    caption: Option<String>,
+    published_at: DateTime<Utc>,
+}
+
+/// A published video tells its author it is live, on every channel (seed: push, email, in-app).
+pub async fn video_published(event: Event, ctx: Context) -> Result<(), HandlerError> {
+    let p: VideoPublished = event.payload()?;
+    let body = match p.caption.as_deref().map(str::trim) {
+        Some(caption) if !caption.is_empty() => format!(
+            "\u{201c}{}\u{201d} finished processing and is now live.",
+            preview(caption, 80)
+        ),
+        _ => "Your video finished processing and is now live.".into(),
+    };
+    Derived {
+        activity: format!("video-published/{}", p.video_id),
+        user_id: p.author_id,
+        kind: "VIDEO_PUBLISHED",
+        title: "Your video is now live!".into(),
+        body,
+        actor_id: None,
+        entity_id: Some(p.video_id),
+        channels: ANNOUNCEMENT,
+        created_at: p.published_at,
+    }
+    .emit(&ctx);
+    Ok(())
+}
+
+/// `text` trimmed, cut to `max_chars` characters with an ellipsis.
+fn preview(text: &str, max_chars: usize) -> String {
+    let text = text.trim();
+    match text.char_indices().nth(max_chars) {
+        None => text.to_string(),
+        Some((cut, _)) => {
+            let head: String = text[..cut]
+                .chars()
+                .take(max_chars.saturating_sub(1))
+                .collect();
+            format!("{}\u{2026}", head.trim_end())
+        }
+    }
+}
+
+/// An amount in minor units as text, e.g. `1250 USD` → `12.50 USD`, `500 JPY` → `500 JPY`.
+fn format_amount(minor: i64, currency: &str) -> String {
+    // ISO 4217 minor-unit exponents that differ from 2.
+    let exponent: u32 = match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    };
+    let sign = if minor < 0 { "-" } else { "" };
+    let units = minor.unsigned_abs();
+    if exponent == 0 {
+        return format!("{sign}{units} {currency}");
+    }
+    let scale = 10u64.pow(exponent);
+    format!(
+        "{sign}{}.{:0width$} {currency}",
+        units / scale,
+        units % scale,
+        width = exponent as usize
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_use_the_currency_exponent() {
+        assert_eq!(format_amount(1250, "USD"), "12.50 USD");
+        assert_eq!(format_amount(5, "EUR"), "0.05 EUR");
+        assert_eq!(format_amount(500, "JPY"), "500 JPY");
+        assert_eq!(format_amount(1234, "KWD"), "1.234 KWD");
+        assert_eq!(format_amount(-250, "EGP"), "-2.50 EGP");
+    }
+
+    #[test]
+    fn previews_are_cut_on_characters() {
+        assert_eq!(preview("  short  ", 10), "short");
+        assert_eq!(preview("exactly10!", 10), "exactly10!");
+        assert_eq!(preview("سلام عليكم يا صديقي", 5), "سلام\u{2026}");
+        assert_eq!(preview("abcdefghijkl", 5), "abcd\u{2026}");
+    }
+
+    #[test]
+    fn notification_ids_depend_on_the_activity_only() {
+        assert_eq!(notification_id("like/a/b"), notification_id("like/a/b"));
+        assert_ne!(notification_id("like/a/b"), notification_id("like/b/a"));
+    }
+}

@@ -1,0 +1,7 @@
+//! `notifier`: the notification inbox, its delivery, and notifications derived from activity.
+
+use circulatory_group_notifier::{register, GROUP};
+
+fn main() -> std::process::ExitCode {
+    circulatory_groups::runner::main(GROUP, register)
+}

@@ -1,0 +1,7 @@
+//! `user-lifecycle`: profiles, settings, the follow graph and blocks.
+
+use circulatory_group_user_lifecycle::{register, GROUP};
+
+fn main() -> std::process::ExitCode {
+    circulatory_groups::runner::main(GROUP, register)
+}
