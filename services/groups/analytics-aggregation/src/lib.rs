@@ -1,0 +1,446 @@
+//! `analytics-aggregation`: live counters, creator statistics and trending in Redis, and periodic
+//! rollups in PostgreSQL, from views, engagement, likes, shares and new posts.
+//!
+//! # Redis keys
+//!
+//! Every key is prefixed by [`Deps::redis_key`] (`circ:<namespace or default>:`):
+//!
+//! | Key | Type | Content |
+//! |---|---|---|
+//! | `analytics:content:<contentId>` | hash | `views`, `completions`, `watch_ms`, `likes`, `shares`, `engagements`, `engagement:<action>` (lowercase `EngagementAction`, e.g. `engagement:click`): counts since the first event; `author`: the content's author id. Video ids (views) and post ids (likes, shares) are both content ids. |
+//! | `analytics:creator:<authorId>` | hash | `posts`, `views`, `watch_ms`, `likes`, `shares`, `engagements`: totals over the author's content. |
+//! | `analytics:trending` | sorted set | member: content id; score: `log2(Σ weight · 2^((t_event − t0) / half_life))` with `t0` = [`TRENDING_EPOCH_MS`] and the half-life of `--trending-half-life-secs`. Higher ranks hotter. The decayed weight of an item at time `now` is `2^(score − (now − t0) / half_life)`. |
+//! | `seen:analytics-aggregation:<eventId>` | string | marker of an event already counted (expires after `--seen-ttl-secs`). |
+//!
+//! Trending weights: a view 1 (2 when completed), a like 3, a share 5, an engagement by action
+//! ([`engagement_weight`]). The score lives in log space so that it never overflows and no rescan
+//! is needed as time passes: adding an event is a log-sum-exp of the stored score and the event's
+//! term, an item with no new events simply falls behind newer ones. Changing the half-life changes
+//! the scale of new terms: the key should then be rebuilt.
+//!
+//! Likes are counted as added (the group does not read `like.removed`).
+//!
+//! # Exactly once
+//!
+//! The Redis changes of one event run in one Lua script that first sets the event's `seen` marker
+//! (`SET NX EX`) and changes nothing when it was already there, so a redelivery within the marker's
+//! lifetime counts nothing twice. The PostgreSQL rollups (`content_stats_hourly` per content and
+//! hour, `creator_stats_daily` per author and UTC day) go through `apply_once` and are exact
+//! whatever the delay.
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
+use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use serde::Deserialize;
+use sqlx::PgConnection;
+
+use circulatory_groups::deps::Deps;
+use circulatory_groups::effects::{apply_once, db, redis_error};
+
+pub const GROUP: &str = "analytics-aggregation";
+
+/// The fixed origin of trending scores: 2026-01-01T00:00:00Z.
+pub const TRENDING_EPOCH_MS: i64 = 1_767_225_600_000;
+
+/// Trending weight of a view, of a completed view, of a like and of a share.
+pub const VIEW_WEIGHT: f64 = 1.0;
+pub const COMPLETED_VIEW_WEIGHT: f64 = 2.0;
+pub const LIKE_WEIGHT: f64 = 3.0;
+pub const SHARE_WEIGHT: f64 = 5.0;
+
+/// The group's own flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Half-life of trending scores, in seconds: an event this old weighs half a new one.
+    #[arg(
+        long,
+        env = "CIRC_TRENDING_HALF_LIFE_SECS",
+        default_value_t = 21_600,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub trending_half_life_secs: u64,
+    /// How long a counted event id is remembered in Redis, in seconds: redeliveries within this
+    /// window are not counted twice.
+    #[arg(
+        long,
+        env = "CIRC_ANALYTICS_SEEN_TTL_SECS",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub seen_ttl_secs: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            trending_half_life_secs: 21_600,
+            seen_ttl_secs: 86_400,
+        }
+    }
+}
+
+pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> ConsumerGroup {
+    [
+        "video.viewed",
+        "content.engagement",
+        "like.added",
+        "share.created",
+        "post.created",
+    ]
+    .into_iter()
+    .fold(consumer, |consumer, event_type| {
+        let (deps, options) = (deps.clone(), options.clone());
+        consumer.handler(event_type, move |e: Event, _: Context| {
+            let (deps, options) = (deps.clone(), options.clone());
+            async move { aggregate(&deps, &options, e).await }
+        })
+    })
+}
+
+/// The trending weight of an engagement action (0: not counted in trending).
+pub fn engagement_weight(action: &str) -> f64 {
+    match action {
+        "SAVE" => 4.0,
+        "CLICK" | "DWELL" | "PROFILE_VISIT" => 0.5,
+        _ => 0.0,
+    }
+}
+
+/// The log-space term an event of `weight` at `at` adds to a trending score.
+pub fn trending_term(weight: f64, at: DateTime<Utc>, half_life_secs: u64) -> f64 {
+    let elapsed = (at.timestamp_millis() - TRENDING_EPOCH_MS) as f64;
+    elapsed / (half_life_secs as f64 * 1000.0) + weight.log2()
+}
+
+/// What one event adds: Redis counters and trending, and the PostgreSQL rollups.
+#[derive(Debug, Default)]
+struct Aggregate {
+    content: Option<String>,
+    author: Option<String>,
+    at: Option<DateTime<Utc>>,
+    trending_weight: f64,
+    /// Content counters (Redis hash fields and rollup columns share these deltas).
+    deltas: Deltas,
+    /// An extra content counter (`engagement:<action>`).
+    detail: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Deltas {
+    posts: i64,
+    views: i64,
+    completions: i64,
+    watch_ms: i64,
+    engagements: i64,
+    likes: i64,
+    shares: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VideoViewed {
+    video_id: String,
+    author_id: String,
+    watch_time_ms: i64,
+    completed: bool,
+    viewed_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContentEngagement {
+    content_id: String,
+    author_id: String,
+    action: String,
+    occurred_at: DateTime<Utc>,
+}
+
+/// like.added and share.created.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PostInteraction {
+    post_id: String,
+    post_author_id: String,
+    #[serde(alias = "likedAt", alias = "createdAt")]
+    at: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PostCreated {
+    post_id: String,
+    author_id: String,
+    created_at: DateTime<Utc>,
+}
+
+impl Aggregate {
+    fn of(event: &Event) -> Result<Aggregate, HandlerError> {
+        Ok(match event.event_type() {
+            "video.viewed" => {
+                let p: VideoViewed = event.payload()?;
+                if p.watch_time_ms < 0 {
+                    return Err(HandlerError::permanent(format!(
+                        "video.viewed: negative watchTimeMs {}",
+                        p.watch_time_ms
+                    )));
+                }
+                Aggregate {
+                    content: Some(p.video_id),
+                    author: Some(p.author_id),
+                    at: Some(p.viewed_at),
+                    trending_weight: if p.completed {
+                        COMPLETED_VIEW_WEIGHT
+                    } else {
+                        VIEW_WEIGHT
+                    },
+                    deltas: Deltas {
+                        views: 1,
+                        completions: i64::from(p.completed),
+                        watch_ms: p.watch_time_ms,
+                        ..Deltas::default()
+                    },
+                    detail: None,
+                }
+            }
+            "content.engagement" => {
+                let p: ContentEngagement = event.payload()?;
+                Aggregate {
+                    content: Some(p.content_id),
+                    author: Some(p.author_id),
+                    at: Some(p.occurred_at),
+                    trending_weight: engagement_weight(&p.action),
+                    deltas: Deltas {
+                        engagements: 1,
+                        ..Deltas::default()
+                    },
+                    detail: Some(format!("engagement:{}", p.action.to_lowercase())),
+                }
+            }
+            "like.added" | "share.created" => {
+                let like = event.event_type() == "like.added";
+                let p: PostInteraction = event.payload()?;
+                Aggregate {
+                    content: Some(p.post_id),
+                    author: Some(p.post_author_id),
+                    at: Some(p.at),
+                    trending_weight: if like { LIKE_WEIGHT } else { SHARE_WEIGHT },
+                    deltas: Deltas {
+                        likes: i64::from(like),
+                        shares: i64::from(!like),
+                        ..Deltas::default()
+                    },
+                    detail: None,
+                }
+            }
+            "post.created" => {
+                let p: PostCreated = event.payload()?;
+                Aggregate {
+                    content: Some(p.post_id),
+                    author: Some(p.author_id),
+                    at: Some(p.created_at),
+                    trending_weight: 0.0,
+                    deltas: Deltas {
+                        posts: 1,
+                        ..Deltas::default()
+                    },
+                    detail: None,
+                }
+            }
+            other => {
+                return Err(HandlerError::permanent(format!(
+                    "{other} is not aggregated by {GROUP}"
+                )))
+            }
+        })
+    }
+}
+
+/// Sets the event's marker, then applies the operations, atomically; nothing when the marker was
+/// already set. KEYS[1] is the marker; ARGV[1] its lifetime; then groups of four arguments:
+/// operation (`hincr`, `hset`, `decay`), index into KEYS, field or member, value.
+static COUNT_ONCE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return 0
+end
+local i = 2
+while i + 3 <= #ARGV do
+  local op, key, field, value = ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3]
+  if op == 'hincr' then
+    redis.call('HINCRBY', key, field, value)
+  elseif op == 'hset' then
+    redis.call('HSET', key, field, value)
+  elseif op == 'decay' then
+    local term = tonumber(value)
+    local old = redis.call('ZSCORE', key, field)
+    if old then
+      old = tonumber(old)
+      local hi, lo = math.max(old, term), math.min(old, term)
+      term = hi + math.log(1 + math.pow(2, lo - hi)) / math.log(2)
+    end
+    redis.call('ZADD', key, string.format('%.17g', term), field)
+  end
+  i = i + 4
+end
+return 1
+"#,
+    )
+});
+
+async fn aggregate(deps: &Deps, options: &Options, event: Event) -> Result<(), HandlerError> {
+    let aggregate = Aggregate::of(&event)?;
+    count_in_redis(deps, options, event.id(), &aggregate).await?;
+    apply_once(deps, GROUP, &event, move |tx| {
+        Box::pin(async move { roll_up(tx, &aggregate).await })
+    })
+    .await
+}
+
+async fn count_in_redis(
+    deps: &Deps,
+    options: &Options,
+    event_id: &str,
+    a: &Aggregate,
+) -> Result<(), HandlerError> {
+    let mut keys = vec![deps.redis_key(&format!("seen:{GROUP}:{event_id}"))];
+    let mut ops: Vec<(&str, usize, String, String)> = Vec::new();
+    let d = a.deltas;
+    let counters = |prefix: &str| {
+        [
+            ("posts", d.posts),
+            ("views", d.views),
+            ("completions", d.completions),
+            ("watch_ms", d.watch_ms),
+            ("engagements", d.engagements),
+            ("likes", d.likes),
+            ("shares", d.shares),
+        ]
+        .into_iter()
+        .filter(|(field, by)| *by != 0 && (prefix == "content" || *field != "completions"))
+        .map(|(field, by)| (field.to_string(), by))
+        .collect::<Vec<_>>()
+    };
+    if let Some(content) = &a.content {
+        keys.push(deps.redis_key(&format!("analytics:content:{content}")));
+        let k = keys.len();
+        for (field, by) in counters("content")
+            .into_iter()
+            .filter(|(field, _)| field != "posts")
+        {
+            ops.push(("hincr", k, field, by.to_string()));
+        }
+        if let Some(detail) = &a.detail {
+            ops.push(("hincr", k, detail.clone(), "1".into()));
+        }
+        if let Some(author) = &a.author {
+            ops.push(("hset", k, "author".into(), author.clone()));
+        }
+        if a.trending_weight > 0.0 {
+            if let Some(at) = a.at {
+                keys.push(deps.redis_key("analytics:trending"));
+                let term = trending_term(a.trending_weight, at, options.trending_half_life_secs);
+                ops.push(("decay", keys.len(), content.clone(), format!("{term:.17e}")));
+            }
+        }
+    }
+    if let Some(author) = &a.author {
+        keys.push(deps.redis_key(&format!("analytics:creator:{author}")));
+        let k = keys.len();
+        for (field, by) in counters("creator") {
+            ops.push(("hincr", k, field, by.to_string()));
+        }
+    }
+    let mut invocation = COUNT_ONCE.prepare_invoke();
+    for key in &keys {
+        invocation.key(key);
+    }
+    invocation.arg(options.seen_ttl_secs);
+    for (op, key, field, value) in &ops {
+        invocation.arg(*op).arg(*key).arg(field).arg(value);
+    }
+    let mut redis = deps.redis.clone();
+    let _applied: i64 = invocation
+        .invoke_async(&mut redis)
+        .await
+        .map_err(redis_error)?;
+    Ok(())
+}
+
+async fn roll_up(tx: &mut PgConnection, a: &Aggregate) -> Result<(), HandlerError> {
+    let Some(at) = a.at else { return Ok(()) };
+    let d = a.deltas;
+    if let (Some(content), true) = (&a.content, d.posts == 0) {
+        let hour = at
+            .duration_trunc(TimeDelta::hours(1))
+            .map_err(HandlerError::permanent)?;
+        sqlx::query(
+            "INSERT INTO content_stats_hourly (content_id, bucket_start, author_id, views, \
+                 completions, watch_time_ms, engagements, likes, shares) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (content_id, bucket_start) DO UPDATE SET \
+                 author_id = COALESCE(EXCLUDED.author_id, content_stats_hourly.author_id), \
+                 views = content_stats_hourly.views + EXCLUDED.views, \
+                 completions = content_stats_hourly.completions + EXCLUDED.completions, \
+                 watch_time_ms = content_stats_hourly.watch_time_ms + EXCLUDED.watch_time_ms, \
+                 engagements = content_stats_hourly.engagements + EXCLUDED.engagements, \
+                 likes = content_stats_hourly.likes + EXCLUDED.likes, \
+                 shares = content_stats_hourly.shares + EXCLUDED.shares, \
+                 updated_at = now()",
+        )
+        .bind(content)
+        .bind(hour)
+        .bind(&a.author)
+        .bind(d.views)
+        .bind(d.completions)
+        .bind(d.watch_ms)
+        .bind(d.engagements)
+        .bind(d.likes)
+        .bind(d.shares)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    if let Some(author) = &a.author {
+        let day: NaiveDate = at.date_naive();
+        sqlx::query(
+            "INSERT INTO creator_stats_daily (author_id, day, posts, views, watch_time_ms, \
+                 engagements, likes, shares) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (author_id, day) DO UPDATE SET \
+                 posts = creator_stats_daily.posts + EXCLUDED.posts, \
+                 views = creator_stats_daily.views + EXCLUDED.views, \
+                 watch_time_ms = creator_stats_daily.watch_time_ms + EXCLUDED.watch_time_ms, \
+                 engagements = creator_stats_daily.engagements + EXCLUDED.engagements, \
+                 likes = creator_stats_daily.likes + EXCLUDED.likes, \
+                 shares = creator_stats_daily.shares + EXCLUDED.shares, \
+                 updated_at = now()",
+        )
+        .bind(author)
+        .bind(day)
+        .bind(d.posts)
+        .bind(d.views)
+        .bind(d.watch_ms)
+        .bind(d.engagements)
+        .bind(d.likes)
+        .bind(d.shares)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_term_grows_by_one_per_half_life() {
+        let t0 = DateTime::from_timestamp_millis(TRENDING_EPOCH_MS).unwrap();
+        assert_eq!(trending_term(1.0, t0, 3600), 0.0);
+        let later = t0 + TimeDelta::hours(2);
+        assert!((trending_term(4.0, later, 3600) - 4.0).abs() < 1e-12);
+    }
+}

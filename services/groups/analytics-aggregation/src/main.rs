@@ -1,0 +1,7 @@
+//! `analytics-aggregation`: counters, creator statistics, trending and rollups.
+
+use circulatory_group_analytics_aggregation::{register, GROUP};
+
+fn main() -> std::process::ExitCode {
+    circulatory_groups::runner::main(GROUP, register)
+}

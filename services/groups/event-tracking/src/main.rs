@@ -1,0 +1,7 @@
+//! `event-tracking`: the raw trail of analytics and interaction events.
+
+use circulatory_group_event_tracking::{register, GROUP};
+
+fn main() -> std::process::ExitCode {
+    circulatory_groups::runner::main(GROUP, register)
+}
