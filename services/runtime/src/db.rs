@@ -18,6 +18,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
 }
 
 /// Applies pending migrations; already-applied ones are skipped (their checksums verified).
+/// Migrations applied by a newer release are tolerated, so instances of the previous release
+/// keep running during a rolling upgrade.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+    let mut migrator = sqlx::migrate!("../../migrations");
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await
 }
