@@ -61,6 +61,11 @@ pub struct ProducerSettings {
     pub max_queued_messages: u32,
     /// `none`, `gzip`, `snappy`, `lz4` or `zstd`.
     pub compression: String,
+    /// Makes the producer transactional under this id (`transactional.id`).
+    pub transactional_id: Option<String>,
+    /// How long the broker lets a transaction stay open before aborting it: bounds how long an
+    /// instance that died mid-transaction holds back `read_committed` readers.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerSettings {
@@ -70,6 +75,8 @@ impl Default for ProducerSettings {
             linger: Duration::from_millis(5),
             max_queued_messages: 100_000,
             compression: "zstd".into(),
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -102,6 +109,12 @@ pub fn producer(
             "queue.buffering.max.messages",
             settings.max_queued_messages.to_string(),
         );
+    if let Some(id) = &settings.transactional_id {
+        config.set("transactional.id", id).set(
+            "transaction.timeout.ms",
+            settings.transaction_timeout.as_millis().to_string(),
+        );
+    }
     kafka.finish(config).create()
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use apache_avro::types::Value;
 use chrono::{DateTime, Utc};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
@@ -42,6 +43,17 @@ pub struct ValidatedEvent {
     pub value: Value,
     /// Partition key (`None` for ephemeral types).
     pub key: Option<String>,
+}
+
+/// An encoded event, ready to be produced (alone, or inside a Kafka transaction).
+#[derive(Debug, Clone)]
+pub struct OutboundRecord {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: OwnedHeaders,
+    pub id: String,
+    pub event_type: String,
 }
 
 /// What the broker acknowledged.
@@ -210,21 +222,36 @@ impl EventPublisher {
         })
     }
 
-    /// Encodes and produces one validated event; resolves once the broker acknowledged it.
-    pub async fn publish(&self, event: ValidatedEvent) -> Result<Delivered, PublishError> {
+    /// Encodes a validated event into the record that carries it (Confluent wire format value,
+    /// CloudEvents headers, partition key), without sending it.
+    pub async fn encode(&self, event: ValidatedEvent) -> Result<OutboundRecord, PublishError> {
         let Some(topic) = event.event.topic.clone() else {
             return Err(PublishError::Ephemeral(event.metadata.event_type));
         };
         let payload = self.registry.encode(&event.event, event.value).await?;
-        let headers = event.metadata.to_headers();
-        let mut record = FutureRecord::to(&topic).payload(&payload).headers(headers);
-        if let Some(key) = &event.key {
-            record = record.key(key);
+        Ok(OutboundRecord {
+            topic,
+            key: event.key.map(String::into_bytes),
+            payload,
+            headers: event.metadata.to_headers(),
+            id: event.metadata.id,
+            event_type: event.metadata.event_type,
+        })
+    }
+
+    /// Encodes and produces one validated event; resolves once the broker acknowledged it.
+    pub async fn publish(&self, event: ValidatedEvent) -> Result<Delivered, PublishError> {
+        let record = self.encode(event).await?;
+        let mut future_record = FutureRecord::to(&record.topic)
+            .payload(&record.payload)
+            .headers(record.headers.clone());
+        if let Some(key) = &record.key {
+            future_record = future_record.key(key);
         }
         let delivery = tokio::time::timeout(
             self.publish_timeout,
             self.producer
-                .send(record, Timeout::After(self.enqueue_timeout)),
+                .send(future_record, Timeout::After(self.enqueue_timeout)),
         )
         .await
         .map_err(|_| {
@@ -234,9 +261,9 @@ impl EventPublisher {
         })?
         .map_err(|(e, _)| PublishError::Kafka(e))?;
         Ok(Delivered {
-            id: event.metadata.id,
-            event_type: event.metadata.event_type,
-            topic,
+            id: record.id,
+            event_type: record.event_type,
+            topic: record.topic,
             partition: delivery.partition,
             offset: delivery.offset,
         })

@@ -742,3 +742,102 @@ async fn a_handler_that_overruns_its_timeout_is_retried() {
         .unwrap()
         .contains("timed out"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transactional_group_commits_emits_hand_offs_and_offsets_together() {
+    let env = TestEnv::new();
+    env.create_group_topics("messenger").await;
+    let output = env.topic_of("notification.created");
+    env.create_topics_if_missing(&[output.as_str()]).await;
+    let publisher = env.publisher();
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(
+            env.publish(&publisher, "message.sent", sample(&env, "message.sent"))
+                .await
+                .id,
+        );
+    }
+    let (bad, flaky) = (ids[0].clone(), ids[1].clone());
+    let notification = sample(&env, "notification.created");
+    let group = |calls: Arc<Mutex<Vec<(String, u32)>>>| {
+        let mut consumer = ConsumerGroup::new(
+            env.catalog.clone(),
+            "messenger",
+            env.kafka.clone(),
+            env.registry.clone(),
+        )
+        .unwrap()
+        .transactional();
+        for event_type in &env.catalog.group("messenger").unwrap().subscribe {
+            let (calls, bad, flaky, notification) = (
+                calls.clone(),
+                bad.clone(),
+                flaky.clone(),
+                notification.clone(),
+            );
+            consumer = consumer.handler(event_type, move |event: Event, ctx: Context| {
+                calls
+                    .lock()
+                    .unwrap()
+                    .push((event.id().to_string(), event.attempt));
+                let result = if event.id() == bad {
+                    Err(HandlerError::permanent("no such conversation"))
+                } else if event.id() == flaky && event.attempt == 1 {
+                    Err(HandlerError::retryable("try again"))
+                } else {
+                    ctx.emit("notification.created", notification.clone());
+                    Ok(())
+                };
+                async move { result }
+            });
+        }
+        let stop = CancellationToken::new();
+        Running {
+            stop: stop.clone(),
+            task: tokio::spawn(consumer.run(stop)),
+        }
+    };
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let running = group(calls.clone());
+    // Nine succeed (one of them on its second attempt, after the 1 s retry): nine emitted.
+    let emitted = read_records(&env.kafka, &output, 9, Duration::from_secs(40)).await;
+    let dead = read_records(
+        &env.kafka,
+        &env.catalog.topic_name("messenger.dlq"),
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    running.stop().await.unwrap();
+    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(bad.as_str()));
+    let mut emitted_ids: Vec<String> = emitted
+        .iter()
+        .map(|r| header(r, "ce_id").unwrap())
+        .collect();
+    emitted_ids.sort();
+    emitted_ids.dedup();
+    assert_eq!(emitted_ids.len(), 9);
+    assert!(calls
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(id, attempt)| *id == flaky && *attempt == 2));
+
+    // The offsets committed with the records: a new process starts after them.
+    let again = Arc::new(Mutex::new(Vec::new()));
+    let running = group(again.clone());
+    let extra = env
+        .publish(&publisher, "message.sent", sample(&env, "message.sent"))
+        .await;
+    read_records(&env.kafka, &output, 10, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.stop().await.unwrap();
+    let seen: Vec<String> = again
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(seen, vec![extra.id]);
+}

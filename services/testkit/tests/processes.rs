@@ -4,7 +4,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use circulatory_testkit::{sample_data, TestEnv};
+use circulatory_testkit::{header, read_records, sample_data, TestEnv};
+use futures::StreamExt;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 
 fn database_url() -> String {
@@ -13,7 +16,28 @@ fn database_url() -> String {
 }
 
 fn spawn_consumer(env: &TestEnv, table: &str, handler_ms: u64) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_circ-test-consumer"))
+    consumer_command(env, table, handler_ms)
+        .spawn()
+        .expect("the test consumer starts")
+}
+
+/// A transactional instance that emits one `notification.created` per event.
+fn spawn_transactional_emitter(env: &TestEnv, table: &str, handler_ms: u64) -> Child {
+    consumer_command(env, table, handler_ms)
+        .env("CIRC_TEST_EMIT", "notification.created")
+        .env("CIRC_TEST_TRANSACTIONAL", "1")
+        // Stable per instance slot: a restarted instance fences its dead predecessor at once.
+        .env(
+            "CIRC_TEST_TRANSACTIONAL_ID",
+            format!("emitter-{}", env.namespace),
+        )
+        .spawn()
+        .expect("the test consumer starts")
+}
+
+fn consumer_command(env: &TestEnv, table: &str, handler_ms: u64) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_circ-test-consumer"));
+    command
         .env("CIRC_NAMESPACE", &env.namespace)
         .env("CIRC_TEST_TABLE", table)
         .env("CIRC_TEST_HANDLER_MS", handler_ms.to_string())
@@ -21,9 +45,8 @@ fn spawn_consumer(env: &TestEnv, table: &str, handler_ms: u64) -> Child {
         .env("CIRC_KAFKA_BOOTSTRAP", circulatory_testkit::bootstrap())
         .env("CIRC_REGISTRY_URL", circulatory_testkit::registry_url())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the test consumer starts")
+        .stderr(Stdio::inherit());
+    command
 }
 
 async fn setup(env: &TestEnv) -> (PgPool, String) {
@@ -177,4 +200,92 @@ async fn two_instances_rebalancing_under_load_lose_nothing() {
     assert!(b.wait().unwrap().success());
     assert_eq!(rows, total as i64, "no event lost across rebalances");
     assert_eq!(sum, total as i64, "no effect applied twice");
+}
+
+/// Every committed record of `topic` (a `read_committed` reader), read until none came for
+/// `quiet`, after at least `at_least` of them.
+async fn read_committed(
+    env: &TestEnv,
+    topic: &str,
+    at_least: usize,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    let mut records = read_records(&env.kafka, topic, at_least, Duration::from_secs(90)).await;
+    let consumer: StreamConsumer = circulatory::kafka::reader(&env.kafka).expect("reader");
+    let mut assignment = TopicPartitionList::new();
+    let partitions = env
+        .catalog
+        .topic_specs(None)
+        .into_iter()
+        .find(|t| t.name == topic)
+        .map(|t| t.partitions)
+        .expect("declared topic");
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut stream = consumer.stream();
+    let mut again = Vec::new();
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_secs(3), stream.next()).await
+    {
+        again.push(message.detach());
+    }
+    if again.len() > records.len() {
+        records = again;
+    }
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_transactional_group_emits_each_event_exactly_once() {
+    let env = TestEnv::new();
+    let (pool, table) = setup(&env).await;
+    let output = env.topic_of("notification.created");
+    env.create_topics_if_missing(&[output.as_str()]).await;
+    let ids = publish(&env, 300).await;
+
+    let mut first = spawn_transactional_emitter(&env, &table, 10);
+    let calls = |pool: PgPool, table: String| async move {
+        sqlx::query_scalar::<_, Option<i64>>(&format!(
+            "SELECT sum(calls)::BIGINT FROM {table}_calls"
+        ))
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+        .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while calls(pool.clone(), table.clone()).await < 80 {
+        assert!(
+            Instant::now() < deadline,
+            "the first process made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Killed with a transaction open: its records were produced, not committed.
+    signal(&first, "KILL");
+    first.wait().unwrap();
+
+    let mut second = spawn_transactional_emitter(&env, &table, 0);
+    let records = read_committed(&env, &output, ids.len()).await;
+    signal(&second, "TERM");
+    assert!(second.wait().unwrap().success(), "a graceful stop exits 0");
+
+    let mut emitted: Vec<String> = records
+        .iter()
+        .map(|r| header(r, "ce_id").expect("ce_id"))
+        .collect();
+    let total = emitted.len();
+    emitted.sort();
+    emitted.dedup();
+    assert_eq!(emitted.len(), ids.len(), "one emitted event per input");
+    assert_eq!(total, ids.len(), "no emitted event visible twice");
+    let calls = calls(pool.clone(), table.clone()).await;
+    assert!(
+        calls > ids.len() as i64,
+        "the kill left redeliveries ({calls} calls for {} events)",
+        ids.len()
+    );
 }

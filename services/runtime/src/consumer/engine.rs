@@ -23,7 +23,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Headers, Message, OwnedMessage};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
@@ -39,8 +39,9 @@ use crate::consumer::progress::{KeyLanes, PartitionProgress};
 use crate::consumer::retry::{self, DeadLetterReason, Failure, NextStop, Origin, RetryState};
 use crate::consumer::stats::{self, Accumulator, Snapshot, StatsKeys, Tally};
 use crate::consumer::telemetry::GroupMetrics;
+use crate::consumer::transactions::{self, Positions, Transactions};
 use crate::kafka::{self, KafkaConfig, ProducerSettings};
-use crate::publisher::EventPublisher;
+use crate::publisher::{EventPublisher, OutboundRecord};
 use crate::realtime::{self, RealtimeMessage};
 use crate::registry::SchemaRegistry;
 use crate::topology::{Group, Tier};
@@ -69,6 +70,13 @@ pub struct GroupSettings {
     pub max_in_flight: Option<usize>,
     /// Replaces the group's handler `timeout` from `topics.yaml`.
     pub handler_timeout: Option<Duration>,
+    /// Transactional groups: how often staged records and offsets commit. Emitted events
+    /// become visible to `read_committed` readers at the next commit.
+    pub transaction_interval: Duration,
+    /// Transactional groups: the producer's `transactional.id`. A stable id per instance (a pod
+    /// name) lets a restarted instance fence its predecessor and abort its open transaction at
+    /// once; the default (group, host, process) relies on the transaction timeout instead.
+    pub transactional_id: Option<String>,
 }
 
 impl Default for GroupSettings {
@@ -85,6 +93,8 @@ impl Default for GroupSettings {
             channel_capacity: 512,
             max_in_flight: None,
             handler_timeout: None,
+            transaction_interval: Duration::from_millis(100),
+            transactional_id: None,
         }
     }
 }
@@ -96,6 +106,8 @@ pub enum ConsumerError {
     Config(String),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("transaction: {0}")]
+    Transaction(String),
     #[error(
         "dead-letter flood guard tripped: {dead} of the last {window} events were dead-lettered \
          (last error: {last_error}); the group stopped instead of dead-lettering the whole topic"
@@ -145,6 +157,8 @@ struct Shared {
     breaker_template: CircuitBreaker,
     drain_timeout: Duration,
     metrics: GroupMetrics,
+    /// Set for transactional groups.
+    transactions: Option<Arc<Transactions>>,
 }
 
 impl Shared {
@@ -157,8 +171,20 @@ impl Shared {
     }
 }
 
+impl Positions for Shared {
+    fn snapshot(&self, take: &mut dyn FnMut()) -> Vec<(Tp, i64)> {
+        let table = self.table();
+        take();
+        table
+            .partitions
+            .iter()
+            .filter_map(|(tp, e)| e.progress.commit_position().map(|p| (tp.clone(), p)))
+            .collect()
+    }
+}
+
 /// The consumer's context: rebalance callbacks and statistics, on the poll thread.
-struct GroupContext {
+pub(crate) struct GroupContext {
     shared: Arc<Shared>,
 }
 
@@ -217,6 +243,20 @@ impl ConsumerContext for GroupContext {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+        if let Some(transactions) = self.shared.transactions.clone() {
+            // The revoked partitions' staged records and positions commit in one transaction
+            // before the next owner starts from them.
+            drop(table);
+            if !transactions.flush(deadline.max(Instant::now() + Duration::from_secs(1))) {
+                tracing::warn!("revocation: the final transaction did not commit in time");
+            }
+            let mut table = self.shared.table();
+            for tp in &revoked {
+                table.partitions.remove(tp);
+            }
+            tracing::info!(partitions = revoked.len(), "partitions revoked");
+            return;
+        }
         let mut commit = TopicPartitionList::new();
         for tp in &revoked {
             if let Some(position) = table
@@ -255,7 +295,7 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-type GroupConsumer = BaseConsumer<GroupContext>;
+pub(crate) type GroupConsumer = BaseConsumer<GroupContext>;
 
 /// Everything a handler task needs.
 struct Runtime {
@@ -288,6 +328,8 @@ enum Outcome {
     Done {
         dead_lettered: bool,
         error: Option<String>,
+        /// Transactional groups: the records this event produced, committed with its offset.
+        records: Vec<OutboundRecord>,
     },
     /// A dependency's breaker is open: the event waits in memory, its offset stays pending.
     Parked { dependency: String },
@@ -311,6 +353,7 @@ pub struct ConsumerGroup {
     redis: Option<ConnectionManager>,
     settings: GroupSettings,
     metrics: Option<GroupMetrics>,
+    transactional: bool,
 }
 
 impl ConsumerGroup {
@@ -334,6 +377,7 @@ impl ConsumerGroup {
             redis: None,
             settings: GroupSettings::default(),
             metrics: None,
+            transactional: false,
         })
     }
 
@@ -352,6 +396,13 @@ impl ConsumerGroup {
 
     pub fn settings(mut self, settings: GroupSettings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// For groups whose only effects are Kafka records: emitted events, retry and dead-letter
+    /// hand-offs and the consumed offsets commit atomically in Kafka transactions.
+    pub fn transactional(mut self) -> Self {
+        self.transactional = true;
         self
     }
 
@@ -424,6 +475,9 @@ impl ConsumerGroup {
             ),
             drain_timeout: self.settings.drain_timeout,
             metrics,
+            transactions: self
+                .transactional
+                .then(|| Transactions::new(self.settings.transaction_interval)),
         });
         let consumer = Arc::new(create_consumer(
             &self.kafka,
@@ -436,6 +490,34 @@ impl ConsumerGroup {
             .chain(&retry_topics)
             .map(String::as_str)
             .collect();
+        let committer = match &shared.transactions {
+            Some(txns) => {
+                let transactional_id =
+                    self.settings.transactional_id.clone().unwrap_or_else(|| {
+                        format!("{group_id}-{}-{}", hostname(), std::process::id())
+                    });
+                let producer = kafka::producer(
+                    &self.kafka,
+                    &ProducerSettings {
+                        transactional_id: Some(transactional_id),
+                        ..ProducerSettings::default()
+                    },
+                )?;
+                let init = producer.clone();
+                tokio::task::spawn_blocking(move || {
+                    init.init_transactions(Duration::from_secs(30))
+                })
+                .await
+                .map_err(|e| ConsumerError::Transaction(e.to_string()))??;
+                Some(transactions::spawn_committer(
+                    txns.clone(),
+                    producer,
+                    consumer.clone(),
+                    shared.clone(),
+                ))
+            }
+            None => None,
+        };
         consumer.subscribe(&topics)?;
 
         let producer = kafka::producer(&self.kafka, &ProducerSettings::default())?;
@@ -503,15 +585,29 @@ impl ConsumerGroup {
         tracing::info!(group = %group_id, topics = ?topics, "consumer group started");
         let result = engine.run(shutdown).await;
         engine.drain().await;
+        if let (Some(txns), Some(committer)) = (shared.transactions.clone(), committer) {
+            let deadline = Instant::now() + engine.settings.drain_timeout;
+            let _ = tokio::task::spawn_blocking(move || {
+                if !txns.flush(deadline) {
+                    tracing::warn!("shutdown: the final transaction did not commit");
+                }
+                txns.stop();
+                let _ = committer.join();
+            })
+            .await;
+        }
         stop_polling.store(true, Ordering::Relaxed);
         // Unblock the poll thread if it waits on a full channel.
         engine.rx.close();
         while engine.rx.try_recv().is_ok() {}
         let commit_consumer = consumer.clone();
+        let transactional = shared.transactions.is_some();
         let _ = tokio::task::spawn_blocking(move || {
             let _ = poller.join();
-            if let Err(e) = commit_consumer.commit_consumer_state(CommitMode::Sync) {
-                tracing::debug!(error = %e, "final commit");
+            if !transactional {
+                if let Err(e) = commit_consumer.commit_consumer_state(CommitMode::Sync) {
+                    tracing::debug!(error = %e, "final commit");
+                }
             }
             commit_consumer.unsubscribe();
         })
@@ -533,7 +629,15 @@ fn create_consumer(
         .set("client.id", &kafka.client_id)
         .set("group.id", group_id)
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("enable.auto.commit", "true")
+        // Transactional groups commit offsets inside their transactions only.
+        .set(
+            "enable.auto.commit",
+            if shared.transactions.is_some() {
+                "false"
+            } else {
+                "true"
+            },
+        )
         .set("auto.commit.interval.ms", "1000")
         // Offsets are stored only for finished work, never by the client on delivery.
         .set("enable.auto.offset.store", "false")
@@ -643,7 +747,14 @@ impl Engine {
                     Some(message) => self.on_message(message),
                     None => return Ok(()),
                 },
-                _ = tokio::time::sleep_until(next_timer) => self.on_tick(),
+                _ = tokio::time::sleep_until(next_timer) => {
+                    if let Some(failure) =
+                        self.runtime.shared.transactions.as_ref().and_then(|t| t.failure())
+                    {
+                        return Err(ConsumerError::Transaction(failure));
+                    }
+                    self.on_tick();
+                }
             }
         }
     }
@@ -855,9 +966,9 @@ impl Engine {
         self.runtime.shared.metrics.in_flight.inc();
         let runtime = self.runtime.clone();
         self.in_flight.spawn(async move {
-            let outcome = process(&runtime, &tp, &message).await;
-            if let Outcome::Done { .. } = outcome {
-                finish_offset(&runtime, &tp, message.offset());
+            let mut outcome = process(&runtime, &tp, &message).await;
+            if let Outcome::Done { records, .. } = &mut outcome {
+                finish_offset(&runtime, &tp, message.offset(), std::mem::take(records));
             } else {
                 let mut table = runtime.shared.table();
                 if let Some(entry) = table.partitions.get_mut(&tp) {
@@ -906,6 +1017,7 @@ impl Engine {
             Outcome::Done {
                 dead_lettered,
                 error,
+                ..
             } => {
                 self.held = self.held.saturating_sub(1);
                 if let Some(n) = tier.and_then(|t| self.held_by_tier.get_mut(&t)) {
@@ -1170,8 +1282,9 @@ impl Engine {
     }
 }
 
-/// Marks an offset finished and stores the partition's commit position.
-fn finish_offset(runtime: &Runtime, tp: &Tp, offset: i64) {
+/// Marks an offset finished and stores the partition's commit position; a transactional group
+/// stages the event's records instead, under the same lock, for the next transaction.
+fn finish_offset(runtime: &Runtime, tp: &Tp, offset: i64, records: Vec<OutboundRecord>) {
     let position = {
         let mut table = runtime.shared.table();
         let Some(entry) = table.partitions.get_mut(tp) else {
@@ -1179,7 +1292,12 @@ fn finish_offset(runtime: &Runtime, tp: &Tp, offset: i64) {
         };
         entry.progress.finished(offset);
         entry.in_flight = entry.in_flight.saturating_sub(1);
-        entry.progress.commit_position()
+        if let Some(transactions) = &runtime.shared.transactions {
+            transactions.stage(records);
+            None
+        } else {
+            entry.progress.commit_position()
+        }
     };
     runtime.shared.changed.notify_all();
     if let Some(position) = position {
@@ -1212,6 +1330,7 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &OwnedMessage) -> Outcome 
             return Outcome::Done {
                 dead_lettered: false,
                 error: None,
+                records: Vec::new(),
             }
         }
         Err(Decode::Poison(reason)) => {
@@ -1246,6 +1365,7 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &OwnedMessage) -> Outcome 
         return Outcome::Done {
             dead_lettered: false,
             error: None,
+            records: Vec::new(),
         };
     };
     let ctx = Context::new(
@@ -1279,6 +1399,8 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &OwnedMessage) -> Outcome 
         Ok(()) => apply_effects(runtime, &ctx).await,
         Err(e) => Err(e),
     };
+    let mut records = Vec::new();
+    let result = result.map(|staged| records = staged);
     let metrics = &runtime.shared.metrics;
     metrics
         .duration
@@ -1294,6 +1416,7 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &OwnedMessage) -> Outcome 
             Outcome::Done {
                 dead_lettered: false,
                 error: None,
+                records,
             }
         }
         Err(error) => {
@@ -1374,8 +1497,12 @@ async fn decode(
     }))
 }
 
-/// Sends what the handler emitted (awaiting acks) and its broadcasts (best effort).
-async fn apply_effects(runtime: &Runtime, ctx: &Context) -> Result<(), HandlerError> {
+/// Sends what the handler emitted (awaiting acks) and its broadcasts (best effort). A
+/// transactional group gets the encoded records back, to commit with the offset.
+async fn apply_effects(
+    runtime: &Runtime,
+    ctx: &Context,
+) -> Result<Vec<OutboundRecord>, HandlerError> {
     let (emitted, broadcasts) = ctx.take_effects();
     let mut validated = Vec::with_capacity(emitted.len());
     for draft in emitted {
@@ -1385,8 +1512,20 @@ async fn apply_effects(runtime: &Runtime, ctx: &Context) -> Result<(), HandlerEr
             .map_err(|e| HandlerError::permanent(format!("emitted event: {e}")))?;
         validated.push(event);
     }
-    for result in runtime.publisher.publish_all(validated).await {
-        result.map_err(|e| HandlerError::retryable(format!("emitting: {e}")))?;
+    let mut staged = Vec::new();
+    if runtime.shared.transactions.is_some() {
+        for event in validated {
+            let record = runtime
+                .publisher
+                .encode(event)
+                .await
+                .map_err(|e| HandlerError::retryable(format!("emitting: {e}")))?;
+            staged.push(record);
+        }
+    } else {
+        for result in runtime.publisher.publish_all(validated).await {
+            result.map_err(|e| HandlerError::retryable(format!("emitting: {e}")))?;
+        }
     }
     if let (Some(redis), false) = (&runtime.redis, broadcasts.is_empty()) {
         let mut redis = redis.clone();
@@ -1402,7 +1541,7 @@ async fn apply_effects(runtime: &Runtime, ctx: &Context) -> Result<(), HandlerEr
             }
         }
     }
-    Ok(())
+    Ok(staged)
 }
 
 /// Produces a failed record to its next stop and waits for the broker's ack. `retryable` None
@@ -1444,10 +1583,22 @@ async fn route_failure(
         .and_then(|h| h.value)
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_else(|| "unknown".into());
+    let mut records = Vec::new();
+    if runtime.shared.transactions.is_some() {
+        // The hand-off commits with the offset, in the group's next transaction.
+        records.push(OutboundRecord {
+            topic: topic.clone(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers: headers.clone(),
+            id: String::new(),
+            event_type: event_type.clone(),
+        });
+    }
     // The hand-off must succeed before the offset may be committed: retry until it does (or the
     // task is aborted at shutdown, leaving the offset uncommitted for redelivery).
     let mut backoff = Duration::from_millis(100);
-    loop {
+    while records.is_empty() {
         let mut record = rdkafka::producer::FutureRecord::to(&topic)
             .headers(headers.clone())
             .payload(message.payload().unwrap_or_default());
@@ -1492,5 +1643,6 @@ async fn route_failure(
     Outcome::Done {
         dead_lettered,
         error: Some(reason.to_string()),
+        records,
     }
 }

@@ -10,6 +10,7 @@
 //! - [`breaker`]: circuit breakers per dependency.
 //! - [`telemetry`]: the group's metrics.
 //! - [`stats`]: the operators' figures, shared in Redis across instances.
+//! - [`transactions`]: Kafka transactions for groups whose effects are only Kafka records.
 
 pub mod breaker;
 pub mod dead_letters;
@@ -20,6 +21,7 @@ pub mod progress;
 pub mod retry;
 pub mod stats;
 pub mod telemetry;
+pub mod transactions;
 
 pub use engine::{ConsumerError, ConsumerGroup, GroupSettings};
 pub use exactly_once::{exactly_once, Applied};

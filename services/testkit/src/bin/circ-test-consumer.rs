@@ -4,6 +4,11 @@
 //! one to `applied` of its row in `CIRC_TEST_TABLE` inside the exactly-once transaction, after
 //! sleeping `CIRC_TEST_HANDLER_MS`. Every call (redeliveries included) is also counted, outside
 //! that transaction, in `<CIRC_TEST_TABLE>_calls`. Stops gracefully on SIGTERM.
+//!
+//! With `CIRC_TEST_EMIT=<type>` the group writes to Kafka only: each event emits one event of
+//! that type (sample data) and nothing goes to PostgreSQL but the call count; with
+//! `CIRC_TEST_TRANSACTIONAL=1` it runs as a transactional group (`CIRC_TEST_TRANSACTIONAL_ID`
+//! sets a stable transactional id).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,9 +63,22 @@ async fn main() {
         drain_timeout: Duration::from_secs(3),
         ..GroupSettings::default()
     };
+    let emit = std::env::var("CIRC_TEST_EMIT").ok();
+    let settings = GroupSettings {
+        transactional_id: std::env::var("CIRC_TEST_TRANSACTIONAL_ID").ok(),
+        ..settings
+    };
     let mut consumer = ConsumerGroup::new(catalog.clone(), &group, kafka, registry)
         .expect("group")
         .settings(settings);
+    if std::env::var("CIRC_TEST_TRANSACTIONAL").as_deref() == Ok("1") {
+        consumer = consumer.transactional();
+    }
+    let emitted_data = emit.as_ref().map(|event_type| {
+        Arc::new(circulatory_testkit::sample_data(
+            &catalog.event(event_type).expect("emitted type").schema_json,
+        ))
+    });
     let statement: Arc<str> = Arc::from(format!(
         "INSERT INTO {table} (event_id, applied) VALUES ($1, 1) \
          ON CONFLICT (event_id) DO UPDATE SET applied = {table}.applied + 1"
@@ -74,13 +92,15 @@ async fn main() {
         let group = group.clone();
         let statement = statement.clone();
         let count_call = count_call.clone();
+        let (emit, emitted_data) = (emit.clone(), emitted_data.clone());
         consumer = consumer.handler(
             event_type,
-            move |event: circulatory::consumer::Event, _ctx| {
+            move |event: circulatory::consumer::Event, ctx: circulatory::consumer::Context| {
                 let pool = pool.clone();
                 let group = group.clone();
                 let statement = statement.clone();
                 let count_call = count_call.clone();
+                let emit = emit.clone().zip(emitted_data.clone());
                 async move {
                     tokio::time::sleep(pause).await;
                     let id = event.id().to_string();
@@ -89,6 +109,10 @@ async fn main() {
                         .execute(&pool)
                         .await
                         .map_err(|e| HandlerError::dependency("postgres", e))?;
+                    if let Some((event_type, data)) = emit {
+                        ctx.emit(&event_type, data.as_ref().clone());
+                        return Ok(());
+                    }
                     exactly_once(&pool, &group, &event, move |tx| {
                         Box::pin(async move {
                             sqlx::query(&statement)
