@@ -68,7 +68,6 @@ impl Listener {
 struct Fixture {
     post_id: String,
     user_id: String,
-    recipient_id: String,
     component: String,
 }
 
@@ -77,7 +76,6 @@ impl Fixture {
         Fixture {
             post_id: uuid(),
             user_id: uuid(),
-            recipient_id: uuid(),
             component: format!("group:{}", env.namespace),
         }
     }
@@ -108,22 +106,6 @@ impl Fixture {
                 }),
             ),
             (
-                "notification.sent",
-                json!({
-                    "notificationId": uuid(), "userId": self.user_id, "kind": "LIKE",
-                    "title": "New like", "body": "Someone liked your post", "actorId": null,
-                    "entityId": self.post_id, "channel": "IN_APP", "sentAt": "2026-11-27T10:03:00Z"
-                }),
-            ),
-            (
-                "message.sent",
-                json!({
-                    "messageId": uuid(), "conversationId": uuid(), "senderId": self.user_id,
-                    "recipientId": self.recipient_id, "body": "hi", "replyToMessageId": null,
-                    "sentAt": "2026-11-27T10:04:00Z"
-                }),
-            ),
-            (
                 "system.health",
                 json!({
                     "component": self.component, "status": "DEGRADED", "instance": null,
@@ -139,8 +121,6 @@ impl Fixture {
             "post:created".into(),
             format!("comment:added:{}", self.post_id),
             format!("like:added:{}", self.post_id),
-            format!("notification:sent:{}", self.user_id),
-            format!("message:received:{}", self.recipient_id),
             "system:health".into(),
         ]
     }
@@ -150,7 +130,6 @@ impl Fixture {
         let data = &message["data"];
         data["postId"] == self.post_id.as_str()
             || data["userId"] == self.user_id.as_str()
-            || data["recipientId"] == self.recipient_id.as_str()
             || data["component"] == self.component.as_str()
     }
 }
