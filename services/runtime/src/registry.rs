@@ -1,12 +1,14 @@
 //! The Confluent-compatible schema registry: registration and compatibility for operators, and
 //! the Confluent wire format (`0x00`, 4-byte big-endian schema id, Avro binary) for producers and
-//! consumers, through `schema_registry_converter`.
+//! consumers, through `schema_registry_converter`. Once the registry gave a writer's schema its
+//! id, later values of that type are encoded directly (no per-value converter work).
 //!
 //! Caching: the id of a (subject, schema) pair and the schema behind an id never change, so the
 //! converter may keep them. Failures must not stick: after any error its error cache is cleared,
 //! and the whole cache is rebuilt every `refresh_interval` so a registry that lost its state
 //! (an in-memory registry restarted) is picked up without restarting the service.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -88,7 +90,13 @@ struct Codecs {
     built: Instant,
     encoder: Arc<AvroEncoder>,
     decoder: Arc<AvroDecoder>,
+    /// Schema ids the registry gave each (topic, event type) writer's schema: once known, values
+    /// are encoded directly (magic byte, id, Avro binary) without the converter's per-value work.
+    ids: Arc<RwLock<SchemaIds>>,
 }
+
+/// Topic → event type → schema id.
+type SchemaIds = HashMap<String, HashMap<String, u32>>;
 
 pub struct SchemaRegistry {
     config: RegistryConfig,
@@ -145,15 +153,20 @@ impl SchemaRegistry {
             built: Instant::now(),
             encoder: Arc::new(AvroEncoder::new(settings.clone())),
             decoder: Arc::new(AvroDecoder::new(settings)),
+            ids: Arc::default(),
         })
     }
 
     /// The current codecs, rebuilt when older than the refresh interval.
-    fn codecs(&self) -> (Arc<AvroEncoder>, Arc<AvroDecoder>) {
+    fn codecs(&self) -> (Arc<AvroEncoder>, Arc<AvroDecoder>, Arc<RwLock<SchemaIds>>) {
         {
             let codecs = self.codecs.read().unwrap_or_else(|e| e.into_inner());
             if codecs.built.elapsed() < self.config.refresh_interval {
-                return (codecs.encoder.clone(), codecs.decoder.clone());
+                return (
+                    codecs.encoder.clone(),
+                    codecs.decoder.clone(),
+                    codecs.ids.clone(),
+                );
             }
         }
         let mut codecs = self.codecs.write().unwrap_or_else(|e| e.into_inner());
@@ -162,7 +175,11 @@ impl SchemaRegistry {
                 *codecs = fresh;
             }
         }
-        (codecs.encoder.clone(), codecs.decoder.clone())
+        (
+            codecs.encoder.clone(),
+            codecs.decoder.clone(),
+            codecs.ids.clone(),
+        )
     }
 
     /// Encodes `value` (already validated against the event's schema) in wire format under the
@@ -172,19 +189,43 @@ impl SchemaRegistry {
         let topic = event.topic.clone().ok_or_else(|| {
             RegistryError::Refused(format!("`{}` is ephemeral and has no topic", event.name()))
         })?;
+        let (encoder, _, ids) = self.codecs();
+        let known = ids
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&topic)
+            .and_then(|types| types.get(event.name()))
+            .copied();
+        if let Some(id) = known {
+            let mut bytes = Vec::with_capacity(256);
+            bytes.push(0);
+            bytes.extend_from_slice(&id.to_be_bytes());
+            apache_avro::writer::datum::GenericDatumWriter::builder(&event.schema)
+                .build()
+                .and_then(|writer| writer.write_value(&mut bytes, value))
+                .map_err(|e| RegistryError::Refused(format!("{}: {e}", event.name())))?;
+            return Ok(bytes);
+        }
         let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(
-            topic,
+            topic.clone(),
             SuppliedSchema::new(
                 Some(event.full_name.clone()),
                 SchemaType::Avro,
                 event.schema_text().to_string(),
             ),
         );
-        let (encoder, _) = self.codecs();
-        encoder.encode_value(value, &strategy).await.map_err(|e| {
+        let bytes = encoder.encode_value(value, &strategy).await.map_err(|e| {
             encoder.remove_errors_from_cache();
             converter_error(e)
-        })
+        })?;
+        if let [0, a, b, c, d, ..] = bytes[..] {
+            ids.write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(topic)
+                .or_default()
+                .insert(event.name().to_string(), u32::from_be_bytes([a, b, c, d]));
+        }
+        Ok(bytes)
     }
 
     /// Decodes a wire-format value with the writer's schema, fetched by id.
@@ -197,7 +238,7 @@ impl SchemaRegistry {
                 ))
             }
         };
-        let (_, decoder) = self.codecs();
+        let (_, decoder, _) = self.codecs();
         match decoder.decode(Some(bytes)).await {
             Ok(result) => Ok(Decoded {
                 schema_id,
