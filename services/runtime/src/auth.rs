@@ -5,6 +5,8 @@
 //! whether it may use admin routes (`admin`). HS256 (a shared secret) and RS256 (a public key) are
 //! both accepted, so a deployment can move from one to the other without downtime.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{
@@ -67,6 +69,9 @@ pub enum AuthError {
     Algorithm,
 }
 
+/// Tokens kept verified at once; past this the cache starts over (bounded memory).
+const VERIFIED_CACHE_CAPACITY: usize = 4096;
+
 /// Keys accepted for verification.
 #[derive(Clone)]
 pub struct TokenVerifier {
@@ -74,6 +79,10 @@ pub struct TokenVerifier {
     rs256: Option<DecodingKey>,
     issuer: Option<String>,
     leeway: Duration,
+    /// Tokens whose signature was already verified, with their claims: a client sends the same
+    /// token with every request, and checking the signature each time costs more than the rest
+    /// of the request's authentication. Expiry is still checked on every use.
+    verified: Arc<Mutex<HashMap<String, Claims>>>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -108,11 +117,35 @@ impl TokenVerifier {
             rs256,
             issuer,
             leeway: Duration::from_secs(30),
+            verified: Arc::default(),
         })
     }
 
     /// Verifies signature, expiry (with a small leeway) and issuer; returns the claims.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let cached = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned();
+        if let Some(claims) = cached {
+            return if claims.exp + self.leeway.as_secs() >= now_secs() {
+                Ok(claims)
+            } else {
+                Err(AuthError::Expired)
+            };
+        }
+        let claims = self.verify_signature(token)?;
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_CACHE_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(token.to_string(), claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<Claims, AuthError> {
         let header = decode_header(token).map_err(|_| AuthError::Invalid)?;
         let key = match header.alg {
             Algorithm::HS256 => self.hs256.as_ref(),
@@ -200,6 +233,23 @@ mod tests {
         assert!(verified.may_publish("post.created", "content"));
         assert!(verified.may_publish("payment.initiated", "payments"));
         assert!(!verified.may_publish("comment.added", "content"));
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_it_expires() {
+        let mut verifier = TokenVerifier::new(Some(SECRET), None, None).unwrap();
+        verifier.leeway = Duration::ZERO;
+        let claims = claims_for("client", Duration::from_secs(1));
+        let token = mint_hs256(SECRET, &claims).unwrap();
+        assert_eq!(verifier.verify(&token).unwrap(), claims);
+        assert!(verifier.verified.lock().unwrap().contains_key(&token));
+        assert_eq!(verifier.verify(&token).unwrap(), claims);
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(verifier.verify(&token), Err(AuthError::Expired));
+        // A forged token never reaches the cache.
+        let forged = mint_hs256(b"another-secret-of-at-least-32-bytes!", &claims).unwrap();
+        assert_eq!(verifier.verify(&forged), Err(AuthError::Invalid));
+        assert!(!verifier.verified.lock().unwrap().contains_key(&forged));
     }
 
     #[test]
