@@ -41,6 +41,18 @@ pub struct Config {
     /// Redis (idempotency keys, ephemeral broadcasts).
     #[arg(long, env = "CIRC_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis: String,
+    /// PostgreSQL holding the projections behind the read routes (`GET /v1/videos/{id}`, feeds,
+    /// notifications, wallets). Connected on first use: publishing never needs it.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = "postgres://circulatory:circulatory@127.0.0.1:5432/circulatory"
+    )]
+    pub database_url: String,
+    /// Most PostgreSQL connections of this process.
+    #[arg(long, env = "CIRC_DB_MAX_CONNECTIONS", default_value_t = 8)]
+    pub db_max_connections: u32,
     /// HS256 secret for bearer tokens (at least 32 bytes).
     #[arg(long, env = "CIRC_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -131,6 +143,14 @@ impl Config {
         }
         if self.max_event_bytes > self.max_body_bytes {
             problems.push("the largest event cannot exceed the largest body".into());
+        }
+        if self.db_max_connections == 0 {
+            problems.push("the database pool needs at least one connection".into());
+        }
+        if !self.database_url.starts_with("postgres://")
+            && !self.database_url.starts_with("postgresql://")
+        {
+            problems.push("DATABASE_URL must be a postgres:// URL".into());
         }
         if self.max_batch == 0 || self.max_concurrency == 0 || self.rate_per_sec == 0 {
             problems.push("batch size, concurrency and rate must be positive".into());

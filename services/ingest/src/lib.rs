@@ -1,5 +1,7 @@
 //! The Circulatory ingest API: HTTP clients publish domain events; the API validates them
-//! against the Avro catalog, routes each to its topic, and answers once Kafka has it.
+//! against the Avro catalog, routes each to its topic, and answers once Kafka has it. The read
+//! side ([`read`]) serves videos, feeds, notifications and wallets from the projections the
+//! consumer groups keep in PostgreSQL and Redis.
 //!
 //! [`app`] builds the router from a state so tests drive it in-process; [`build`] assembles the
 //! state from configuration; [`serve`] runs until the shutdown signal, then drains.
@@ -33,6 +35,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod problem;
 pub mod ratelimit;
+pub mod read;
 pub mod routes;
 pub mod state;
 pub mod upload;
@@ -58,6 +61,13 @@ pub fn app(state: AppState, max_concurrency: usize, request_timeout: Duration) -
             "/v1/videos",
             post(upload::upload).layer(DefaultBodyLimit::max(upload_limit)),
         )
+        .route("/v1/videos/{id}", get(read::videos::video))
+        .route("/v1/users/{id}/feed", get(read::feed::feed))
+        .route(
+            "/v1/users/{id}/notifications",
+            get(read::notifications::notifications),
+        )
+        .route("/v1/wallets/{id}", get(read::wallets::wallet))
         .route("/v1/catalog", get(routes::catalog))
         .route("/openapi.json", get(routes::openapi))
         // Bodies are read with an explicit limit in the handlers (so the 413 is a problem
@@ -133,6 +143,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         },
     )?;
     let redis = connect_redis(&config.redis).await?;
+    let db = database(&config.database_url, config.db_max_connections)?;
     let public_key = match &config.jwt_public_key_file {
         Some(path) => Some(std::fs::read(path)?),
         None => None,
@@ -173,6 +184,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         publisher,
         registry,
         redis,
+        db,
         verifier,
         health,
         metrics: Metrics::new(),
@@ -207,6 +219,42 @@ async fn connect_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManage
         "redis at {url} unreachable: {}",
         last.map(|e| e.to_string()).unwrap_or_default()
     ))
+}
+
+/// The read routes' pool. Lazy: the API starts, publishes and stays ready while PostgreSQL is
+/// down (only the read routes answer 503 then), so the database is not part of `/readyz`; a
+/// start-up check logs whether it is reachable. Statements are bounded so a slow query cannot
+/// hold a connection past the request.
+fn database(url: &str, max_connections: u32) -> anyhow::Result<sqlx::PgPool> {
+    let options: sqlx::postgres::PgConnectOptions = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))?;
+    let options = options
+        .application_name("circulatory-ingest")
+        .options([("statement_timeout", "5000")]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy_with(options);
+    let probe = pool.clone();
+    tokio::spawn(async move {
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            sqlx::query("SELECT 1").execute(&probe),
+        )
+        .await
+        {
+            Ok(Ok(_)) => tracing::info!("database reachable"),
+            Ok(Err(e)) => tracing::warn!(
+                error = %e,
+                "database unreachable: the read routes answer 503 until it is"
+            ),
+            Err(_) => tracing::warn!(
+                "database did not answer within 5 s: the read routes answer 503 until it does"
+            ),
+        }
+    });
+    Ok(pool)
 }
 
 /// A local folder, or `s3://bucket[/prefix]` configured from the usual AWS_* variables.

@@ -43,6 +43,8 @@ pub enum ApiError {
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -57,8 +59,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("rate limit exceeded")]
     RateLimited { retry_after_secs: u64 },
-    /// A dependency (Kafka, registry, Redis) is unavailable or the service is overloaded; the
-    /// `internal` text is logged, never returned.
+    /// A dependency (Kafka, registry, Redis, PostgreSQL) is unavailable or the service is
+    /// overloaded; the `internal` text is logged, never returned.
     #[error("{public}")]
     Unavailable {
         public: String,
@@ -75,6 +77,7 @@ pub mod code {
     pub const MALFORMED: u32 = 40001;
     pub const UNAUTHENTICATED: u32 = 40101;
     pub const FORBIDDEN: u32 = 40301;
+    pub const NOT_FOUND: u32 = 40401;
     pub const TOO_LARGE: u32 = 41301;
     pub const UNSUPPORTED_MEDIA_TYPE: u32 = 41501;
     pub const UNKNOWN_TYPE: u32 = 42201;
@@ -89,6 +92,7 @@ pub mod code {
     pub const REDIS_UNAVAILABLE: u32 = 50303;
     pub const OVERLOADED: u32 = 50304;
     pub const STORAGE_UNAVAILABLE: u32 = 50305;
+    pub const DATABASE_UNAVAILABLE: u32 = 50306;
 }
 
 impl ApiError {
@@ -118,6 +122,7 @@ impl ApiError {
             ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -133,6 +138,7 @@ impl ApiError {
             ApiError::Malformed(_) => code::MALFORMED,
             ApiError::Unauthenticated(_) => code::UNAUTHENTICATED,
             ApiError::Forbidden(_) => code::FORBIDDEN,
+            ApiError::NotFound(_) => code::NOT_FOUND,
             ApiError::TooLarge(_) => code::TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => code::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { error_code, .. } => *error_code,
@@ -148,6 +154,7 @@ impl ApiError {
             ApiError::Malformed(_) => "Malformed request",
             ApiError::Unauthenticated(_) => "Unauthenticated",
             ApiError::Forbidden(_) => "Forbidden",
+            ApiError::NotFound(_) => "Not found",
             ApiError::TooLarge(_) => "Payload too large",
             ApiError::UnsupportedMediaType(_) => "Unsupported media type",
             ApiError::Unprocessable { .. } => "Unprocessable event",

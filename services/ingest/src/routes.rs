@@ -88,10 +88,14 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Circulatory ingest API", description = "Publish validated domain events to Kafka."),
+    info(title = "Circulatory ingest API", description = "Publish validated domain events to Kafka; read videos, feeds, notifications and wallets back from the consumers' projections."),
     paths(
         crate::events::publish,
         crate::upload::upload,
+        crate::read::videos::video,
+        crate::read::feed::feed,
+        crate::read::notifications::notifications,
+        crate::read::wallets::wallet,
         catalog,
         healthz,
         readyz,
@@ -99,7 +103,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     ),
     components(schemas(crate::problem::Problem, crate::problem::EventProblem)),
     modifiers(&BearerAuth),
-    tags((name = "events"), (name = "videos"), (name = "operations"))
+    tags((name = "events"), (name = "videos"), (name = "users"), (name = "wallets"), (name = "operations"))
 )]
 pub struct ApiDoc;
 

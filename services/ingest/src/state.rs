@@ -11,6 +11,7 @@ use circulatory::publisher::EventPublisher;
 use circulatory::registry::SchemaRegistry;
 use object_store::ObjectStore;
 use redis::aio::ConnectionManager;
+use sqlx::PgPool;
 
 use crate::health::Health;
 use crate::idempotency::IdempotencyStore;
@@ -32,6 +33,8 @@ pub struct Inner {
     pub publisher: EventPublisher,
     pub registry: Arc<SchemaRegistry>,
     pub redis: ConnectionManager,
+    /// The projections the read routes serve (lazy: connects on first use).
+    pub db: PgPool,
     pub verifier: TokenVerifier,
     pub idempotency: IdempotencyStore,
     pub rate_limiter: RateLimiter,
@@ -53,9 +56,19 @@ impl Deref for AppState {
 }
 
 impl Inner {
-    /// The bearer's claims, or 401.
+    /// The bearer's claims, or 401; counted as a rejected publication.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Claims, ApiError> {
-        let token = headers
+        self.bearer(headers).inspect_err(|_| {
+            self.metrics
+                .events_rejected
+                .with_label_values(&["unauthenticated"])
+                .inc();
+        })
+    }
+
+    /// The bearer's claims, or 401 (the read routes: nothing is counted as a rejected event).
+    pub fn bearer(&self, headers: &HeaderMap) -> Result<Claims, ApiError> {
+        headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
@@ -65,14 +78,8 @@ impl Inner {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)
-            .and_then(|token| self.verifier.verify(token));
-        token.map_err(|e| {
-            self.metrics
-                .events_rejected
-                .with_label_values(&["unauthenticated"])
-                .inc();
-            ApiError::Unauthenticated(e.to_string())
-        })
+            .and_then(|token| self.verifier.verify(token))
+            .map_err(|e| ApiError::Unauthenticated(e.to_string()))
     }
 
     /// Spends `cost` tokens of the client's rate limit, or 429 with the wait.
