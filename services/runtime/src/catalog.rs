@@ -110,7 +110,8 @@ impl CatalogPaths {
 pub struct Catalog {
     topology: Arc<Topology>,
     namespace: Option<String>,
-    events: BTreeMap<String, EventType>,
+    /// Shared: a validated event carries its type without copying it.
+    events: BTreeMap<String, Arc<EventType>>,
 }
 
 impl Catalog {
@@ -152,6 +153,7 @@ impl Catalog {
         }
         self.namespace = namespace.map(str::to_string);
         for event in self.events.values_mut() {
+            let event = Arc::make_mut(event);
             event.topic = event
                 .route
                 .base_topic()
@@ -169,11 +171,16 @@ impl Catalog {
     }
 
     pub fn event(&self, event_type: &str) -> Option<&EventType> {
-        self.events.get(event_type)
+        self.events.get(event_type).map(Arc::as_ref)
+    }
+
+    /// The event type as a shared handle (cheap to keep with every event of that type).
+    pub fn event_shared(&self, event_type: &str) -> Option<Arc<EventType>> {
+        self.events.get(event_type).cloned()
     }
 
     pub fn events(&self) -> impl Iterator<Item = &EventType> {
-        self.events.values()
+        self.events.values().map(Arc::as_ref)
     }
 
     pub fn group(&self, name: &str) -> Option<&Group> {
@@ -278,7 +285,7 @@ impl Catalog {
     pub fn subjects(&self) -> Vec<(String, &EventType)> {
         self.events
             .values()
-            .filter_map(|e| e.subject().map(|s| (s, e)))
+            .filter_map(|e| e.subject().map(|s| (s, e.as_ref())))
             .collect()
     }
 }
@@ -355,7 +362,7 @@ fn join_schemas(
     topology: &Topology,
     files: Vec<SchemaFile>,
     problems: &mut Problems,
-) -> BTreeMap<String, EventType> {
+) -> BTreeMap<String, Arc<EventType>> {
     let mut by_type: BTreeMap<String, SchemaFile> = BTreeMap::new();
     for file in files {
         match topology.events.get(&file.event_type) {
@@ -434,7 +441,7 @@ fn join_schemas(
         }
         events.insert(
             route.event_type.clone(),
-            EventType {
+            Arc::new(EventType {
                 topic: route.base_topic(),
                 full_name,
                 schema: Arc::new(file.schema.clone()),
@@ -442,7 +449,7 @@ fn join_schemas(
                 schema_json: Arc::new(file.json),
                 channels,
                 route: route.clone(),
-            },
+            }),
         );
     }
     events

@@ -39,7 +39,7 @@ pub struct EventDraft {
 #[derive(Debug, Clone)]
 pub struct ValidatedEvent {
     pub metadata: EventMetadata,
-    pub event: EventType,
+    pub event: Arc<EventType>,
     pub value: Value,
     /// Partition key (`None` for ephemeral types).
     pub key: Option<String>,
@@ -181,7 +181,7 @@ impl EventPublisher {
     pub fn validate(&self, draft: EventDraft) -> Result<ValidatedEvent, ValidationError> {
         let event = self
             .catalog
-            .event(&draft.event_type)
+            .event_shared(&draft.event_type)
             .ok_or_else(|| ValidationError::UnknownType(draft.event_type.clone()))?;
         check_attribute("id", &draft.id)?;
         check_attribute("subject", &draft.subject)?;
