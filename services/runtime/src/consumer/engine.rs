@@ -66,6 +66,8 @@ pub struct GroupSettings {
     pub flood_max_ratio: f64,
     /// Bound on records buffered between the poll thread and the engine.
     pub channel_capacity: usize,
+    /// Events of one partition waiting for a handler slot before the partition is paused.
+    pub max_ready_per_partition: usize,
     /// Replaces the group's `max_in_flight` from `topics.yaml` (per-process tuning).
     pub max_in_flight: Option<usize>,
     /// Replaces the group's handler `timeout` from `topics.yaml`.
@@ -91,6 +93,7 @@ impl Default for GroupSettings {
             flood_min_events: 50,
             flood_max_ratio: 0.95,
             channel_capacity: 512,
+            max_ready_per_partition: 2048,
             max_in_flight: None,
             handler_timeout: None,
             transaction_interval: Duration::from_millis(100),
@@ -731,9 +734,11 @@ fn key_of(message: &OwnedMessage) -> Vec<u8> {
 
 impl Engine {
     async fn run(&mut self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
-        let tick = Duration::from_millis(100);
+        // One timer for the whole run: due retries, breaker trials and stats must not wait for
+        // a pause in the traffic.
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let next_timer = tokio::time::Instant::now() + tick;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
@@ -747,7 +752,7 @@ impl Engine {
                     Some(message) => self.on_message(message),
                     None => return Ok(()),
                 },
-                _ = tokio::time::sleep_until(next_timer) => {
+                _ = tick.tick() => {
                     if let Some(failure) =
                         self.runtime.shared.transactions.as_ref().and_then(|t| t.failure())
                     {
@@ -1114,13 +1119,16 @@ impl Engine {
         Ok(())
     }
 
-    /// A partition stops fetching while it has a full slot's worth of ready events waiting, so
-    /// memory stays bounded and a busy tier never blocks another tier's partitions.
+    /// A partition stops fetching while too many of its events wait for a slot, so memory stays
+    /// bounded and a busy tier never blocks another tier's partitions. The bound is generous: a
+    /// pause makes the client drop what it prefetched for the partition, so pausing at every
+    /// small backlog would refetch the same records over and over.
     fn update_backpressure(&self, tp: &Tp) {
         let waiting = self.ready_by_tp.get(tp).copied().unwrap_or(0);
-        if waiting >= self.max_in_flight {
+        let limit = self.settings.max_ready_per_partition;
+        if waiting >= limit {
             self.pause(std::slice::from_ref(tp), PauseReason::Backpressure);
-        } else if waiting <= self.max_in_flight / 2 {
+        } else if waiting <= limit / 2 {
             self.resume(std::slice::from_ref(tp), PauseReason::Backpressure);
         }
     }

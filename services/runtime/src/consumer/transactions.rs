@@ -79,6 +79,10 @@ impl Transactions {
     /// was taken after this call committed. False when it did not happen in time or failed.
     pub(crate) fn flush(&self, deadline: Instant) -> bool {
         let mut state = self.state();
+        if state.stopping {
+            // The committer already ran its last transaction (shutdown): nothing is pending.
+            return state.staged.is_empty() && state.failed.is_none();
+        }
         state.requested += 1;
         let ticket = state.requested;
         self.changed.notify_all();
