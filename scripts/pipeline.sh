@@ -4,20 +4,39 @@
 
 STATE_DIR=$ROOT/.stack
 
-# The services scripts/up runs, as "name:binary". Each is a binary of the workspace that runs until
-# SIGTERM; its log goes to .stack/logs/<name>.log.
+# The services scripts/up runs, as "name:port": each is a binary of the workspace of that name that
+# runs until SIGTERM and answers /readyz on that port; its log goes to .stack/logs/<name>.log.
+# The ingest API and the realtime gateway serve clients; each consumer group serves /metrics,
+# /healthz and /readyz on 91xx.
 SERVICES=(
-  "ingest:ingest"
-  "audit-log:audit-log"
+  "ingest:${CIRC_INGEST_PORT:-8080}"
+  "gateway:${CIRC_GATEWAY_PORT:-8090}"
+  "user-lifecycle:9101"
+  "feed-fanout:9102"
+  "notifier:9103"
+  "payments:9104"
+  "transcoder:9105"
+  "thumbnailer:9106"
+  "video-publisher:9107"
+  "event-tracking:9108"
+  "analytics-aggregation:9109"
+  "vector-embedding:9110"
+  "vector-update:9111"
+  "moderation:9112"
+  "messenger:9113"
+  "realtime-bridge:9114"
+  "audit-log:9115"
+  "search-indexer:9116"
 )
 
-# Where each service answers /readyz (checked after starting it). Consumer groups serve /metrics,
-# /healthz and /readyz on 91xx.
 service_port() {
-  case $1 in
-    ingest) echo "${CIRC_INGEST_PORT:-8080}" ;;
-    audit-log) echo 9101 ;;
-  esac
+  local spec
+  for spec in "${SERVICES[@]}"; do
+    if [[ ${spec%%:*} == "$1" ]]; then
+      echo "${spec#*:}"
+      return
+    fi
+  done
 }
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -32,6 +51,7 @@ load_stack_env() {
   CIRC_JWT_SECRET=$(<"$STATE_DIR/jwt-secret")
   export CIRC_JWT_SECRET
   export CIRC_INGEST_LISTEN=127.0.0.1:${CIRC_INGEST_PORT:-8080}
+  export CIRC_GATEWAY_LISTEN=127.0.0.1:${CIRC_GATEWAY_PORT:-8090}
   export CIRC_OBJECT_STORE=$STATE_DIR/objects
 }
 
@@ -53,7 +73,7 @@ start_services() {
   mkdir -p "$STATE_DIR/run" "$STATE_DIR/logs"
   for spec in "${SERVICES[@]}"; do
     name=${spec%%:*}
-    binary=$ROOT/target/$profile/${spec#*:}
+    binary=$ROOT/target/$profile/$name
     pidf=$STATE_DIR/run/svc-$name.pid
     if [[ -f $pidf ]] && kill -0 "$(<"$pidf")" 2>/dev/null; then
       continue
