@@ -77,6 +77,9 @@ pub(crate) enum Command {
     Produce(ProduceArgs),
     /// Print a topic's records as JSON lines, decoded, with their headers.
     Tail(TailArgs),
+    /// How far consumer groups are behind: waiting (main topics), delayed (retry topics) and
+    /// replaying, from their committed offsets.
+    Lag(LagArgs),
     /// Inspect and act on a group's dead letters.
     Dlq {
         #[command(subcommand)]
@@ -259,4 +262,17 @@ pub(crate) enum DbAction {
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LagArgs {
+    /// Only these groups (repeatable); all groups of the topology by default.
+    #[arg(long = "group")]
+    pub(crate) groups: Vec<String>,
+    /// Also list every partition: committed offset, log end, lag.
+    #[arg(long)]
+    pub(crate) partitions: bool,
+    /// One JSON line per group, with its partitions.
+    #[arg(long)]
+    pub(crate) json: bool,
 }

@@ -440,3 +440,76 @@ mod dead_letters {
         assert_eq!(resolutions, ["discarded", "replayed", "replayed"]);
     }
 }
+
+#[tokio::test]
+async fn lag_counts_what_a_group_has_not_committed() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let env = TestEnv::new();
+    env.create_group_topics("messenger").await;
+    let publisher = env.publisher();
+    let schema = env
+        .catalog
+        .event("message.sent")
+        .unwrap()
+        .schema_json
+        .clone();
+    let mut last = None;
+    for _ in 0..5 {
+        last = Some(
+            env.publish(&publisher, "message.sent", sample_data(&schema))
+                .await,
+        );
+    }
+    let lag_of = |output: &Output| -> serde_json::Value {
+        assert_eq!(output.status.code(), Some(0), "{}", describe(output));
+        serde_json::from_str(stdout(output).lines().next().expect("one line")).unwrap()
+    };
+    // Never committed: everything is waiting.
+    let before = lag_of(&circ(
+        &env.namespace,
+        &["lag", "--group", "messenger", "--json"],
+    ));
+    assert_eq!(before["group"], "messenger");
+    assert_eq!(before["waiting"], 5);
+    assert_eq!(before["delayed"], 0);
+
+    // The group commits past the last event's partition: that partition's events are done.
+    let last = last.unwrap();
+    let committer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", circulatory_testkit::bootstrap())
+        .set("group.id", env.catalog.topic_name("messenger"))
+        .create()
+        .unwrap();
+    let mut list = rdkafka::TopicPartitionList::new();
+    list.add_partition_offset(
+        &last.topic,
+        last.partition,
+        rdkafka::Offset::Offset(last.offset + 1),
+    )
+    .unwrap();
+    committer.commit(&list, CommitMode::Sync).unwrap();
+    let on_that_partition = before["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["topic"] == last.topic.as_str() && p["partition"] == last.partition)
+        .map(|p| p["end"].as_i64().unwrap() - p["start"].as_i64().unwrap())
+        .unwrap();
+    let after = lag_of(&circ(
+        &env.namespace,
+        &["lag", "--group", "messenger", "--json"],
+    ));
+    assert_eq!(after["waiting"], 5 - on_that_partition);
+
+    let table = circ(&env.namespace, &["lag", "--partitions"]);
+    assert_eq!(table.status.code(), Some(0), "{}", describe(&table));
+    let text = stdout(&table);
+    assert!(text.starts_with("GROUP"), "{text}");
+    assert!(text.contains("messenger"), "{text}");
+    assert!(
+        text.contains(&format!("{}[{}]", last.topic, last.partition)),
+        "{text}"
+    );
+    let unknown = circ(&env.namespace, &["lag", "--group", "nope"]);
+    assert_eq!(unknown.status.code(), Some(64), "{}", describe(&unknown));
+}

@@ -14,6 +14,7 @@ use crate::cli::{Cli, Command, Global};
 mod catalog;
 mod db;
 mod dlq;
+mod lag;
 mod produce;
 mod schemas;
 mod tail;
@@ -71,6 +72,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
         }
         Command::Produce(args) => produce::run(global, load_catalog(global)?, args).await,
         Command::Tail(args) => tail::run(global, args).await,
+        Command::Lag(args) => lag::run(global, load_catalog(global)?, args).await,
         Command::Dlq { action } => dlq::run(global, &load_catalog(global)?, action).await,
         Command::Token(args) => token::run(args),
         Command::Db { action } => db::run(action).await,

@@ -6,6 +6,7 @@
 //! - [`exactly_once`]: database effects recorded with `processed_events` in one transaction.
 //! - [`progress`]: per-partition commit positions and per-key lanes.
 //! - [`retry`]: the retry ladder, dead letters and their headers.
+//! - [`lag`]: how far each group is behind (waiting, delayed, replaying), without joining it.
 //! - [`dead_letters`]: list, show, replay (to the failed group only) and discard dead letters.
 //! - [`breaker`]: circuit breakers per dependency.
 //! - [`telemetry`]: the group's metrics.
@@ -17,6 +18,7 @@ pub mod dead_letters;
 pub mod engine;
 pub mod exactly_once;
 pub mod handler;
+pub mod lag;
 pub mod progress;
 pub mod retry;
 pub mod stats;
