@@ -119,7 +119,7 @@ pub struct PresenceKeys {
 impl PresenceKeys {
     pub fn new(namespace: Option<&str>) -> PresenceKeys {
         PresenceKeys {
-            prefix: format!("circ:{}", namespace.unwrap_or("default")),
+            prefix: circulatory::catalog::redis_prefix(namespace),
         }
     }
 

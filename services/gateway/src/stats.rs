@@ -83,7 +83,7 @@ impl ChannelStats {
         templates: impl IntoIterator<Item = &'a Arc<str>>,
     ) -> ChannelStats {
         ChannelStats {
-            prefix: format!("circ:{}:stats", namespace.unwrap_or("default")),
+            prefix: circulatory::catalog::redis_key(namespace, "stats"),
             instance: instance.to_string(),
             counters: templates
                 .into_iter()

@@ -80,7 +80,7 @@ impl IdempotencyStore {
     ) -> Self {
         IdempotencyStore {
             redis,
-            prefix: format!("circ:{}:idem", namespace.unwrap_or("default")),
+            prefix: circulatory::catalog::redis_key(namespace, "idem"),
             window,
             wait,
         }

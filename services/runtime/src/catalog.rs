@@ -513,3 +513,13 @@ fn visit_records(schema: &Schema, visit: &mut dyn FnMut(&RecordSchema)) {
         _ => {}
     }
 }
+
+/// The prefix of every Redis key of a deployment: `circ:<namespace>` (`default` without one).
+pub fn redis_prefix(namespace: Option<&str>) -> String {
+    format!("circ:{}", namespace.unwrap_or("default"))
+}
+
+/// A Redis key of a deployment: `circ:<namespace>:<suffix>`.
+pub fn redis_key(namespace: Option<&str>, suffix: &str) -> String {
+    format!("{}:{suffix}", redis_prefix(namespace))
+}

@@ -42,9 +42,6 @@ impl Deps {
 
     /// Redis keys of this deployment: `circ:<namespace>:<suffix>` (namespace `default` when none).
     pub fn redis_key(&self, suffix: &str) -> String {
-        format!(
-            "circ:{}:{suffix}",
-            self.catalog.namespace().unwrap_or("default")
-        )
+        circulatory::catalog::redis_key(self.catalog.namespace(), suffix)
     }
 }

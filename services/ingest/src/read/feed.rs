@@ -54,7 +54,7 @@ type Entry = (String, f64);
 
 /// The Redis key of `user`'s feed, as feed-fanout writes it.
 pub fn feed_key(namespace: Option<&str>, user: &Uuid) -> String {
-    format!("circ:{}:feed:{user}", namespace.unwrap_or("default"))
+    circulatory::catalog::redis_key(namespace, &format!("feed:{user}"))
 }
 
 /// The user's feed, newest first. Readable by the user and admins.

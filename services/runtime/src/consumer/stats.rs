@@ -102,7 +102,7 @@ pub struct StatsKeys {
 impl StatsKeys {
     pub fn new(namespace: Option<&str>, group: &str, instance: &str) -> StatsKeys {
         StatsKeys {
-            prefix: format!("circ:{}:stats", namespace.unwrap_or("default")),
+            prefix: crate::catalog::redis_key(namespace, "stats"),
             group: group.to_string(),
             instance: instance.to_string(),
         }
