@@ -85,17 +85,23 @@ impl EventMetadata {
 
     /// Reads the attributes back from a record's headers.
     pub fn from_headers<H: Headers>(headers: Option<&H>) -> Result<EventMetadata, HeaderError> {
+        // The last occurrence wins, as in the Kafka binding's reference implementations.
+        Self::from_lookup(|key| {
+            headers
+                .and_then(|h| h.iter().filter(|h| h.key == key).last())
+                .map(|h| h.value)
+        })
+    }
+
+    /// Reads the attributes through `lookup`: a header's value by name (`Some(None)` for a header
+    /// without a value), for callers that index headers once instead of scanning per name.
+    pub fn from_lookup<'a>(
+        lookup: impl Fn(&str) -> Option<Option<&'a [u8]>>,
+    ) -> Result<EventMetadata, HeaderError> {
         let get = |key: &'static str| -> Result<Option<String>, HeaderError> {
-            let Some(headers) = headers else {
-                return Ok(None);
-            };
-            // The last occurrence wins, as in the Kafka binding's reference implementations.
-            match headers.iter().filter(|h| h.key == key).last() {
-                None => Ok(None),
-                Some(Header { value: None, .. }) => Ok(None),
-                Some(Header {
-                    value: Some(bytes), ..
-                }) => std::str::from_utf8(bytes)
+            match lookup(key) {
+                None | Some(None) => Ok(None),
+                Some(Some(bytes)) => std::str::from_utf8(bytes)
                     .map(|s| Some(s.to_string()))
                     .map_err(|_| HeaderError::NotUtf8(key.to_string())),
             }

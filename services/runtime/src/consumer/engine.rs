@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use redis::aio::ConnectionManager;
@@ -31,15 +31,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
-use crate::cloudevents::EventMetadata;
 use crate::codec::avro_to_json;
 use crate::consumer::breaker::{BreakerState, CircuitBreaker};
 use crate::consumer::handler::{Context, Event, Handler, HandlerError};
 use crate::consumer::progress::{KeyLanes, PartitionProgress};
+use crate::consumer::record::{Record, TopicNames};
 use crate::consumer::retry::{self, DeadLetterReason, Failure, NextStop, Origin, RetryState};
 use crate::consumer::stats::{self, Accumulator, Snapshot, StatsKeys, Tally};
 use crate::consumer::telemetry::GroupMetrics;
-use crate::consumer::transactions::{self, Positions, Transactions};
+use crate::consumer::transactions::{self, Positions, Tp, Transactions};
 use crate::kafka::{self, KafkaConfig, ProducerSettings};
 use crate::publisher::{EventPublisher, OutboundRecord};
 use crate::realtime::{self, RealtimeMessage};
@@ -66,8 +66,11 @@ pub struct GroupSettings {
     pub flood_max_ratio: f64,
     /// Bound on records buffered between the poll thread and the engine.
     pub channel_capacity: usize,
-    /// Events of one partition waiting for a handler slot before the partition is paused.
-    pub max_ready_per_partition: usize,
+    /// Events received and waiting for a handler slot (ready, or queued behind their key). At
+    /// this bound the engine stops taking records from the client, whose bounded prefetch then
+    /// stops fetching: memory stays bounded without pausing partitions (a pause makes the
+    /// client drop what it prefetched, so the same records would be fetched again).
+    pub max_waiting: usize,
     /// Replaces the group's `max_in_flight` from `topics.yaml` (per-process tuning).
     pub max_in_flight: Option<usize>,
     /// Replaces the group's handler `timeout` from `topics.yaml`.
@@ -93,7 +96,7 @@ impl Default for GroupSettings {
             flood_min_events: 50,
             flood_max_ratio: 0.95,
             channel_capacity: 512,
-            max_ready_per_partition: 2048,
+            max_waiting: 4096,
             max_in_flight: None,
             handler_timeout: None,
             transaction_interval: Duration::from_millis(100),
@@ -122,8 +125,6 @@ pub enum ConsumerError {
     },
 }
 
-type Tp = (String, i32);
-
 /// Why a partition is paused; it resumes when no reason is left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum PauseReason {
@@ -150,6 +151,8 @@ struct PartitionEntry {
 #[derive(Debug, Default)]
 struct Table {
     partitions: HashMap<Tp, PartitionEntry>,
+    /// The highest tier with a lag the client reported (refreshed with its statistics).
+    lagging_tier: Option<Tier>,
 }
 
 /// State shared by the poll thread, the engine and handler tasks.
@@ -158,6 +161,8 @@ struct Shared {
     changed: Condvar,
     breakers: Mutex<HashMap<String, CircuitBreaker>>,
     breaker_template: CircuitBreaker,
+    /// Priority tier of each main topic.
+    tiers: HashMap<String, Tier>,
     drain_timeout: Duration,
     metrics: GroupMetrics,
     /// Set for transactional groups.
@@ -196,7 +201,10 @@ impl ClientContext for GroupContext {
         let mut table = self.shared.table();
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
-                if let Some(entry) = table.partitions.get_mut(&(topic.clone(), *partition)) {
+                if let Some(entry) = table
+                    .partitions
+                    .get_mut(&(Arc::from(topic.as_str()), *partition))
+                {
                     entry.lag = p.consumer_lag.max(0);
                     self.shared
                         .metrics
@@ -206,6 +214,12 @@ impl ClientContext for GroupContext {
                 }
             }
         }
+        table.lagging_tier = table
+            .partitions
+            .iter()
+            .filter(|(_, e)| e.lag > 0)
+            .filter_map(|(tp, _)| self.shared.tiers.get(&*tp.0).copied())
+            .min();
     }
 }
 
@@ -217,7 +231,7 @@ impl ConsumerContext for GroupContext {
         let revoked: Vec<Tp> = list
             .elements()
             .iter()
-            .map(|e| (e.topic().to_string(), e.partition()))
+            .map(|e| (Arc::from(e.topic()), e.partition()))
             .collect();
         let deadline = Instant::now() + self.shared.drain_timeout;
         let mut table = self.shared.table();
@@ -287,7 +301,7 @@ impl ConsumerContext for GroupContext {
                 for element in list.elements() {
                     table
                         .partitions
-                        .entry((element.topic().to_string(), element.partition()))
+                        .entry((Arc::from(element.topic()), element.partition()))
                         .or_default();
                 }
                 tracing::info!(partitions = list.count(), "partitions assigned");
@@ -341,7 +355,7 @@ enum Outcome {
 struct Completion {
     tp: Tp,
     key: Vec<u8>,
-    message: OwnedMessage,
+    message: Record,
     outcome: Outcome,
     trial: bool,
 }
@@ -470,6 +484,7 @@ impl ConsumerGroup {
             .unwrap_or_else(|| GroupMetrics::new(&prometheus::Registry::new()));
         let shared = Arc::new(Shared {
             table: Mutex::default(),
+            tiers: tiers.clone(),
             changed: Condvar::new(),
             breakers: Mutex::default(),
             breaker_template: CircuitBreaker::new(
@@ -556,7 +571,7 @@ impl ConsumerGroup {
             &format!("{}-{}", hostname(), std::process::id()),
         );
 
-        let (tx, rx) = mpsc::channel(self.settings.channel_capacity);
+        let (tx, rx) = mpsc::channel(self.settings.channel_capacity.div_ceil(POLL_BATCH).max(1));
         let stop_polling = Arc::new(AtomicBool::new(false));
         let poller = spawn_poll_thread(consumer.clone(), tx, stop_polling.clone());
         let mut engine = Engine {
@@ -578,7 +593,9 @@ impl ConsumerGroup {
             settings: self.settings,
             outcomes: VecDeque::new(),
             ready: BTreeMap::new(),
-            ready_by_tp: HashMap::new(),
+            ready_count: 0,
+            backpressured: HashSet::new(),
+            unstored: HashSet::new(),
             running: 0,
             held_by_tier: HashMap::new(),
             running_by_tier: HashMap::new(),
@@ -651,29 +668,44 @@ fn create_consumer(
         )
         .set("statistics.interval.ms", "500")
         .set("enable.partition.eof", "false")
-        // Bounded prefetch: at most this much is buffered per partition in the client.
-        .set("queued.max.messages.kbytes", "8192");
+        // Bounded prefetch: at most this much is buffered in the client. Together with the
+        // engine's own bound (`max_waiting`) this is all a group process holds; 32 MiB keeps a
+        // fetch in flight while the engine drains the previous one.
+        .set("queued.max.messages.kbytes", "32768");
     for (key, value) in &kafka.overrides {
         config.set(key, value);
     }
     Ok(config.create_with_context(GroupContext { shared })?)
 }
 
-/// Polls on a dedicated thread; records go to the engine over a bounded channel.
+/// Most records the poll thread hands over at once.
+const POLL_BATCH: usize = 64;
+
+/// Polls on a dedicated thread; records go to the engine in batches over a bounded channel, so
+/// a busy topic costs one wake-up per batch rather than one per record.
 fn spawn_poll_thread(
     consumer: Arc<GroupConsumer>,
-    tx: mpsc::Sender<OwnedMessage>,
+    tx: mpsc::Sender<Vec<Record>>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("circ-poll".into())
         .spawn(move || {
+            let mut topics = TopicNames::default();
             while !stop.load(Ordering::Relaxed) {
-                match consumer.poll(Duration::from_millis(100)) {
-                    Some(Ok(message)) if tx.blocking_send(message.detach()).is_err() => return,
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-                    None => {}
+                let mut batch = Vec::new();
+                let mut wait = Duration::from_millis(100);
+                while batch.len() < POLL_BATCH {
+                    match consumer.poll(wait) {
+                        Some(Ok(message)) => batch.push(Record::copy(&message, &mut topics)),
+                        Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+                        None => break,
+                    }
+                    // Take what the client already has, without waiting for more.
+                    wait = Duration::ZERO;
+                }
+                if !batch.is_empty() && tx.blocking_send(batch).is_err() {
+                    return;
                 }
             }
         })
@@ -682,13 +714,13 @@ fn spawn_poll_thread(
 
 struct Engine {
     runtime: Arc<Runtime>,
-    rx: mpsc::Receiver<OwnedMessage>,
+    rx: mpsc::Receiver<Vec<Record>>,
     in_flight: JoinSet<Completion>,
-    lanes: HashMap<Tp, KeyLanes<OwnedMessage>>,
+    lanes: HashMap<Tp, KeyLanes<Record>>,
     /// Retry records not yet due, per partition, in arrival (= due) order.
-    delayed: HashMap<Tp, VecDeque<(i64, OwnedMessage)>>,
+    delayed: HashMap<Tp, VecDeque<(i64, Record)>>,
     /// Events waiting for an open breaker, with their dependency.
-    parked: VecDeque<(String, Tp, Vec<u8>, OwnedMessage)>,
+    parked: VecDeque<(String, Tp, Vec<u8>, Record)>,
     trial_running: bool,
     /// Records the engine holds: running, ready, queued in lanes, delayed or parked.
     held: usize,
@@ -701,9 +733,13 @@ struct Engine {
     outcomes: VecDeque<(bool, Option<String>)>,
     /// Events ready to run (their key's lane is free), by class: retry topics first, then tiers
     /// in priority order. They wait here for a slot, or for their tier's turn.
-    ready: BTreeMap<u8, VecDeque<(Tp, Vec<u8>, OwnedMessage)>>,
-    /// Ready events per partition: a partition with too many stops fetching (backpressure).
-    ready_by_tp: HashMap<Tp, usize>,
+    ready: BTreeMap<u8, VecDeque<(Tp, Vec<u8>, Record)>>,
+    /// Events in `ready`.
+    ready_count: usize,
+    /// Lower-tier partitions paused while the engine is full and a higher tier lags.
+    backpressured: HashSet<Tp>,
+    /// Partitions with finished offsets whose commit position is not stored yet.
+    unstored: HashSet<Tp>,
     /// Handler calls running.
     running: usize,
     /// Main-topic events received and not finished, per tier.
@@ -724,7 +760,7 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn key_of(message: &OwnedMessage) -> Vec<u8> {
+fn key_of(message: &Record) -> Vec<u8> {
     match message.key() {
         Some(key) if !key.is_empty() => key.to_vec(),
         // Keyless records have no order to keep: each is its own lane.
@@ -748,8 +784,14 @@ impl Engine {
                         Err(e) => tracing::error!(error = %e, "handler task failed"),
                     }
                 }
-                message = self.rx.recv() => match message {
-                    Some(message) => self.on_message(message),
+                // Full: records stay in the client (bounded prefetch) until there is room.
+                batch = self.rx.recv(), if self.waiting() < self.settings.max_waiting => match batch {
+                    Some(batch) => {
+                        for message in batch {
+                            self.on_message(message);
+                        }
+                        self.release();
+                    }
                     None => return Ok(()),
                 },
                 _ = tick.tick() => {
@@ -825,8 +867,8 @@ impl Engine {
             .collect()
     }
 
-    fn on_message(&mut self, message: OwnedMessage) {
-        let tp: Tp = (message.topic().to_string(), message.partition());
+    fn on_message(&mut self, message: Record) {
+        let tp: Tp = (message.topic_name().clone(), message.partition());
         {
             let mut table = self.runtime.shared.table();
             match table.partitions.get_mut(&tp) {
@@ -836,11 +878,11 @@ impl Engine {
             }
         }
         self.held += 1;
-        if let Some(tier) = self.tiers.get(&tp.0) {
+        if let Some(tier) = self.tiers.get(&*tp.0) {
             *self.held_by_tier.entry(*tier).or_default() += 1;
         }
-        if self.retry_topics.contains(&tp.0) {
-            let state = RetryState::read(message.headers());
+        if self.retry_topics.contains(&*tp.0) {
+            let state = message.retry_state();
             let due = state.due_at_ms.unwrap_or(0);
             let queue = self.delayed.entry(tp.clone()).or_default();
             if due > now_ms() || !queue.is_empty() {
@@ -852,10 +894,9 @@ impl Engine {
             }
         }
         self.admit(tp, message);
-        self.release();
     }
 
-    fn admit(&mut self, tp: Tp, message: OwnedMessage) {
+    fn admit(&mut self, tp: Tp, message: Record) {
         let key = key_of(&message);
         if let Some(message) = self
             .lanes
@@ -869,7 +910,7 @@ impl Engine {
 
     /// Retry topics are class 0 (their events already waited), then tiers in priority order.
     fn class_of(&self, tp: &Tp) -> u8 {
-        match self.tiers.get(&tp.0) {
+        match self.tiers.get(&*tp.0) {
             None => 0,
             Some(Tier::Critical) => 1,
             Some(Tier::High) => 2,
@@ -878,10 +919,9 @@ impl Engine {
         }
     }
 
-    fn make_ready(&mut self, tp: Tp, key: Vec<u8>, message: OwnedMessage) {
+    fn make_ready(&mut self, tp: Tp, key: Vec<u8>, message: Record) {
         let class = self.class_of(&tp);
-        *self.ready_by_tp.entry(tp.clone()).or_default() += 1;
-        self.update_backpressure(&tp);
+        self.ready_count += 1;
         self.ready
             .entry(class)
             .or_default()
@@ -896,15 +936,7 @@ impl Engine {
             .filter(|(_, n)| **n > 0)
             .map(|(t, _)| *t)
             .min();
-        let lagging = {
-            let table = self.runtime.shared.table();
-            table
-                .partitions
-                .iter()
-                .filter(|(_, e)| e.lag > 0)
-                .filter_map(|(tp, _)| self.tiers.get(&tp.0).copied())
-                .min()
-        };
+        let lagging = self.runtime.shared.table().lagging_tier;
         match (held, lagging) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -921,8 +953,7 @@ impl Engine {
     fn release(&mut self) {
         let top = self.top_backlog();
         let quota = self.lower_tier_quota();
-        let classes: Vec<u8> = self.ready.keys().copied().collect();
-        for class in classes {
+        for class in 0..=4u8 {
             loop {
                 if self.running >= self.max_in_flight {
                     return;
@@ -930,7 +961,7 @@ impl Engine {
                 let Some((tp, _, _)) = self.ready.get(&class).and_then(|q| q.front()) else {
                     break;
                 };
-                let tier = self.tiers.get(&tp.0).copied();
+                let tier = self.tiers.get(&*tp.0).copied();
                 let lower = matches!((tier, top), (Some(t), Some(top)) if t > top);
                 if lower {
                     let running_lower: usize = self
@@ -948,18 +979,15 @@ impl Engine {
                 else {
                     break;
                 };
-                if let Some(n) = self.ready_by_tp.get_mut(&tp) {
-                    *n = n.saturating_sub(1);
-                }
-                self.update_backpressure(&tp);
+                self.ready_count = self.ready_count.saturating_sub(1);
                 self.start(tp, key, message, false);
             }
         }
     }
 
-    fn start(&mut self, tp: Tp, key: Vec<u8>, message: OwnedMessage, trial: bool) {
+    fn start(&mut self, tp: Tp, key: Vec<u8>, message: Record, trial: bool) {
         self.running += 1;
-        if let Some(tier) = self.tiers.get(&tp.0) {
+        if let Some(tier) = self.tiers.get(&*tp.0) {
             *self.running_by_tier.entry(*tier).or_default() += 1;
         }
         {
@@ -1004,7 +1032,7 @@ impl Engine {
             self.trial_running = false;
         }
         self.running = self.running.saturating_sub(1);
-        let tier = self.tiers.get(&tp.0).copied();
+        let tier = self.tiers.get(&*tp.0).copied();
         if let Some(tier) = tier {
             if let Some(n) = self.running_by_tier.get_mut(&tier) {
                 *n = n.saturating_sub(1);
@@ -1024,6 +1052,9 @@ impl Engine {
                 error,
                 ..
             } => {
+                if self.runtime.shared.transactions.is_none() {
+                    self.unstored.insert(tp.clone());
+                }
                 self.held = self.held.saturating_sub(1);
                 if let Some(n) = tier.and_then(|t| self.held_by_tier.get_mut(&t)) {
                     *n = n.saturating_sub(1);
@@ -1059,7 +1090,7 @@ impl Engine {
         self.held = self.held.saturating_sub(count);
         if let Some(n) = self
             .tiers
-            .get(&tp.0)
+            .get(&*tp.0)
             .and_then(|t| self.held_by_tier.get_mut(t))
         {
             *n = n.saturating_sub(count);
@@ -1119,21 +1150,65 @@ impl Engine {
         Ok(())
     }
 
-    /// A partition stops fetching while too many of its events wait for a slot, so memory stays
-    /// bounded and a busy tier never blocks another tier's partitions. The bound is generous: a
-    /// pause makes the client drop what it prefetched for the partition, so pausing at every
-    /// small backlog would refetch the same records over and over.
-    fn update_backpressure(&self, tp: &Tp) {
-        let waiting = self.ready_by_tp.get(tp).copied().unwrap_or(0);
-        let limit = self.settings.max_ready_per_partition;
-        if waiting >= limit {
-            self.pause(std::slice::from_ref(tp), PauseReason::Backpressure);
-        } else if waiting <= limit / 2 {
-            self.resume(std::slice::from_ref(tp), PauseReason::Backpressure);
+    /// Events received and not started: ready, or queued behind an event of their key.
+    fn waiting(&self) -> usize {
+        self.ready_count + self.lanes.values().map(KeyLanes::queued).sum::<usize>()
+    }
+
+    /// While the engine is full, records of a lagging higher tier may sit behind lower-tier ones
+    /// in the client: the lower tiers' partitions pause until the engine has room again or the
+    /// higher tier caught up, so the higher tier's records come through.
+    fn update_tier_backpressure(&mut self) {
+        let lagging = self.runtime.shared.table().lagging_tier;
+        let hold: HashSet<Tp> = match lagging {
+            Some(top) if self.waiting() >= self.settings.max_waiting => self
+                .assigned()
+                .into_iter()
+                .filter(|tp| self.tiers.get(&*tp.0).is_some_and(|t| *t > top))
+                .collect(),
+            _ => HashSet::new(),
+        };
+        let resume: Vec<Tp> = self.backpressured.difference(&hold).cloned().collect();
+        let pause: Vec<Tp> = hold.difference(&self.backpressured).cloned().collect();
+        if !pause.is_empty() {
+            self.pause(&pause, PauseReason::Backpressure);
+        }
+        if !resume.is_empty() {
+            self.resume(&resume, PauseReason::Backpressure);
+        }
+        self.backpressured = hold;
+    }
+
+    /// Stores the commit positions of partitions with newly finished offsets, all in one call
+    /// into the client (which commits stored positions every second), instead of one per event.
+    fn store_positions(&mut self) {
+        if self.unstored.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        {
+            let table = self.runtime.shared.table();
+            for tp in self.unstored.drain() {
+                let position = table
+                    .partitions
+                    .get(&tp)
+                    .filter(|e| !e.revoking)
+                    .and_then(|e| e.progress.commit_position());
+                if let Some(position) = position {
+                    let _ = list.add_partition_offset(&tp.0, tp.1, Offset::Offset(position));
+                }
+            }
+        }
+        if list.count() > 0 {
+            if let Err(e) = self.runtime.consumer.store_offsets(&list) {
+                tracing::debug!(error = %e, "store offsets");
+            }
         }
     }
 
     fn on_tick(&mut self) {
+        self.store_positions();
+        self.update_tier_backpressure();
         // Retry records that came due.
         let now = now_ms();
         let due_partitions: Vec<Tp> = self
@@ -1175,9 +1250,12 @@ impl Engine {
             for queue in self.ready.values_mut() {
                 let before = queue.len();
                 queue.retain(|(t, _, _)| *t != tp);
-                dropped += before - queue.len();
+                let removed = before - queue.len();
+                self.ready_count = self.ready_count.saturating_sub(removed);
+                dropped += removed;
             }
-            self.ready_by_tp.remove(&tp);
+            self.backpressured.remove(&tp);
+            self.unstored.remove(&tp);
             dropped += self.delayed.remove(&tp).map_or(0, |q| q.len());
             dropped += self
                 .lanes
@@ -1287,13 +1365,18 @@ impl Engine {
                 }
             }
         }
+        if self.runtime.shared.transactions.is_none() {
+            self.unstored.extend(all);
+            self.store_positions();
+        }
     }
 }
 
-/// Marks an offset finished and stores the partition's commit position; a transactional group
-/// stages the event's records instead, under the same lock, for the next transaction.
+/// Marks an offset finished; the engine stores the partition's commit position on its next tick.
+/// A transactional group stages the event's records instead, under the same lock, for the next
+/// transaction.
 fn finish_offset(runtime: &Runtime, tp: &Tp, offset: i64, records: Vec<OutboundRecord>) {
-    let position = {
+    {
         let mut table = runtime.shared.table();
         let Some(entry) = table.partitions.get_mut(tp) else {
             return;
@@ -1302,31 +1385,17 @@ fn finish_offset(runtime: &Runtime, tp: &Tp, offset: i64, records: Vec<OutboundR
         entry.in_flight = entry.in_flight.saturating_sub(1);
         if let Some(transactions) = &runtime.shared.transactions {
             transactions.stage(records);
-            None
-        } else {
-            entry.progress.commit_position()
-        }
-    };
-    runtime.shared.changed.notify_all();
-    if let Some(position) = position {
-        let mut list = TopicPartitionList::new();
-        if list
-            .add_partition_offset(&tp.0, tp.1, Offset::Offset(position))
-            .is_ok()
-        {
-            if let Err(e) = runtime.consumer.store_offsets(&list) {
-                tracing::debug!(error = %e, topic = %tp.0, partition = tp.1, "store offset");
-            }
         }
     }
+    runtime.shared.changed.notify_all();
 }
 
 /// One event, start to finish: decode, handle, emit, or route the failure.
-async fn process(runtime: &Runtime, tp: &Tp, message: &OwnedMessage) -> Outcome {
+async fn process(runtime: &Runtime, tp: &Tp, message: &Record) -> Outcome {
     let started = Instant::now();
-    let state = RetryState::read(message.headers());
+    let state = message.retry_state();
     let origin = state.origin.clone().unwrap_or(Origin {
-        topic: tp.0.clone(),
+        topic: tp.0.to_string(),
         partition: tp.1,
         offset: message.offset(),
         timestamp: message.timestamp().to_millis(),
@@ -1463,11 +1532,12 @@ enum Decode {
 
 async fn decode(
     runtime: &Runtime,
-    message: &OwnedMessage,
+    message: &Record,
     state: &RetryState,
     origin: &Origin,
 ) -> Result<Option<Event>, Decode> {
-    let metadata = EventMetadata::from_headers(message.headers())
+    let metadata = message
+        .metadata()
         .map_err(|e| Decode::Poison(format!("headers: {e}")))?;
     if !runtime.group.subscribe.contains(&metadata.event_type) {
         return Ok(None);
@@ -1556,7 +1626,7 @@ async fn apply_effects(
 /// means undecodable (straight to the dead letters).
 async fn route_failure(
     runtime: &Runtime,
-    message: &OwnedMessage,
+    message: &Record,
     state: &RetryState,
     origin: &Origin,
     class: &str,

@@ -5,6 +5,7 @@
 //!   tiers, drain.
 //! - [`exactly_once`]: database effects recorded with `processed_events` in one transaction.
 //! - [`progress`]: per-partition commit positions and per-key lanes.
+//! - `record`: consumed records as the engine keeps them (one copy, headers indexed once).
 //! - [`retry`]: the retry ladder, dead letters and their headers.
 //! - [`lag`]: how far each group is behind (waiting, delayed, replaying), without joining it.
 //! - [`dead_letters`]: list, show, replay (to the failed group only) and discard dead letters.
@@ -20,6 +21,7 @@ pub mod exactly_once;
 pub mod handler;
 pub mod lag;
 pub mod progress;
+pub(crate) mod record;
 pub mod retry;
 pub mod stats;
 pub mod telemetry;

@@ -128,45 +128,47 @@ pub struct RetryState {
     pub origin: Option<Origin>,
 }
 
-fn text<H: Headers>(headers: &H, name: &str) -> Option<String> {
-    headers
-        .iter()
-        .filter(|h| h.key == name)
-        .last()
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .map(str::to_string)
-}
-
-fn number<H: Headers, T: std::str::FromStr>(headers: &H, name: &str) -> Option<T> {
-    text(headers, name).and_then(|t| t.parse().ok())
-}
-
 impl RetryState {
     pub fn read<H: Headers>(headers: Option<&H>) -> RetryState {
-        let Some(headers) = headers else {
-            return RetryState {
-                attempt: 1,
-                ..RetryState::default()
-            };
+        match headers {
+            None => RetryState::from_lookup(|_| None),
+            Some(headers) => RetryState::from_lookup(|name| {
+                headers
+                    .iter()
+                    .filter(|h| h.key == name)
+                    .last()
+                    .map(|h| h.value)
+            }),
+        }
+    }
+
+    /// Reads the state through `lookup`: a header's value by name (the last occurrence).
+    pub fn from_lookup<'a>(lookup: impl Fn(&str) -> Option<Option<&'a [u8]>>) -> RetryState {
+        let text = |name: &str| {
+            lookup(name)
+                .flatten()
+                .and_then(|v| std::str::from_utf8(v).ok())
         };
+        fn number<T: std::str::FromStr>(text: Option<&str>) -> Option<T> {
+            text.and_then(|t| t.parse().ok())
+        }
         let origin = match (
-            text(headers, header::ORIGINAL_TOPIC),
-            number(headers, header::ORIGINAL_PARTITION),
-            number(headers, header::ORIGINAL_OFFSET),
+            text(header::ORIGINAL_TOPIC),
+            number(text(header::ORIGINAL_PARTITION)),
+            number(text(header::ORIGINAL_OFFSET)),
         ) {
             (Some(topic), Some(partition), Some(offset)) => Some(Origin {
-                topic,
+                topic: topic.to_string(),
                 partition,
                 offset,
-                timestamp: number(headers, header::ORIGINAL_TIMESTAMP),
+                timestamp: number(text(header::ORIGINAL_TIMESTAMP)),
             }),
             _ => None,
         };
         RetryState {
-            attempt: number(headers, header::ATTEMPT).unwrap_or(1).max(1),
-            due_at_ms: number(headers, header::DUE_AT),
-            first_failure_at_ms: number(headers, header::FIRST_FAILURE_AT),
+            attempt: number(text(header::ATTEMPT)).unwrap_or(1).max(1),
+            due_at_ms: number(text(header::DUE_AT)),
+            first_failure_at_ms: number(text(header::FIRST_FAILURE_AT)),
             origin,
         }
     }
@@ -269,6 +271,15 @@ pub fn headers_for_replay<H: Headers>(original: Option<&H>) -> OwnedHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn text<H: Headers>(headers: &H, name: &str) -> Option<String> {
+        headers
+            .iter()
+            .filter(|h| h.key == name)
+            .last()
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
     use crate::catalog::CatalogPaths;
     use std::path::PathBuf;
 

@@ -28,7 +28,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const ATTEMPTS: u32 = 5;
 
 /// A topic partition.
-pub(crate) type Tp = (String, i32);
+/// A topic partition (the topic name shared between the records of one topic).
+pub(crate) type Tp = (std::sync::Arc<str>, i32);
 
 #[derive(Default)]
 struct State {
