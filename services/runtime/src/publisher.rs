@@ -241,11 +241,16 @@ impl EventPublisher {
 
     /// Encodes and produces one validated event; resolves once the broker acknowledged it.
     pub async fn publish(&self, event: ValidatedEvent) -> Result<Delivered, PublishError> {
-        let record = self.encode(event).await?;
-        let mut future_record = FutureRecord::to(&record.topic)
-            .payload(&record.payload)
-            .headers(record.headers.clone());
-        if let Some(key) = &record.key {
+        let OutboundRecord {
+            topic,
+            key,
+            payload,
+            headers,
+            id,
+            event_type,
+        } = self.encode(event).await?;
+        let mut future_record = FutureRecord::to(&topic).payload(&payload).headers(headers);
+        if let Some(key) = &key {
             future_record = future_record.key(key);
         }
         let delivery = tokio::time::timeout(
@@ -261,9 +266,9 @@ impl EventPublisher {
         })?
         .map_err(|(e, _)| PublishError::Kafka(e))?;
         Ok(Delivered {
-            id: record.id,
-            event_type: record.event_type,
-            topic: record.topic,
+            id,
+            event_type,
+            topic,
             partition: delivery.partition,
             offset: delivery.offset,
         })
