@@ -14,7 +14,11 @@
 //!   only then mark the offset finished. So an offset is committed only when its event succeeded or
 //!   was safely handed on: nothing accepted is lost.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+// Per-event lookups (partitions, keys, event types) use a fast hasher: the keys come from
+// the group's own topics and records, and no map grows beyond the records it holds.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -320,7 +324,7 @@ struct Runtime {
     group: Group,
     group_name: Arc<str>,
     source: Arc<str>,
-    handlers: HashMap<String, Arc<dyn Handler>>,
+    handlers: HashMap<String, Registered>,
     registry: Arc<SchemaRegistry>,
     producer: FutureProducer,
     publisher: EventPublisher,
@@ -336,6 +340,25 @@ impl Runtime {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .record(event_type, tally, duration);
+    }
+}
+
+/// A handler with its event type's metrics, resolved once (not per event).
+struct Registered {
+    handler: Arc<dyn Handler>,
+    duration: prometheus::Histogram,
+    processed: prometheus::IntCounter,
+    failed: prometheus::IntCounter,
+}
+
+impl Registered {
+    fn new(handler: Arc<dyn Handler>, metrics: &GroupMetrics, event_type: &str) -> Registered {
+        Registered {
+            handler,
+            duration: metrics.duration.with_label_values(&[event_type]),
+            processed: metrics.processed.with_label_values(&[event_type]),
+            failed: metrics.failed.with_label_values(&[event_type]),
+        }
     }
 }
 
@@ -556,7 +579,14 @@ impl ConsumerGroup {
             group_name: Arc::from(self.group.name.as_str()),
             group,
             source,
-            handlers: self.handlers,
+            handlers: self
+                .handlers
+                .into_iter()
+                .map(|(event_type, handler)| {
+                    let registered = Registered::new(handler, &shared.metrics, &event_type);
+                    (event_type, registered)
+                })
+                .collect(),
             registry: self.registry,
             producer,
             publisher,
@@ -1391,6 +1421,8 @@ fn finish_offset(runtime: &Runtime, tp: &Tp, offset: i64, records: Vec<OutboundR
 }
 
 /// One event, start to finish: decode, handle, emit, or route the failure.
+/// Failure routing and effects are boxed where they are awaited: every event's task stays
+/// small (it is moved into the runtime's task cell), the paths most events skip pay for the box.
 async fn process(runtime: &Runtime, tp: &Tp, message: &Record) -> Outcome {
     let started = Instant::now();
     let state = message.retry_state();
@@ -1411,7 +1443,7 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &Record) -> Outcome {
             }
         }
         Err(Decode::Poison(reason)) => {
-            return route_failure(
+            return Box::pin(route_failure(
                 runtime,
                 message,
                 &state,
@@ -1419,12 +1451,12 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &Record) -> Outcome {
                 "undecodable",
                 &reason,
                 None,
-            )
+            ))
             .await
         }
         Err(Decode::Transient(reason)) => {
             // The registry is unreachable: the record is fine, the lookup is not.
-            return route_failure(
+            return Box::pin(route_failure(
                 runtime,
                 message,
                 &state,
@@ -1432,13 +1464,11 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &Record) -> Outcome {
                 "dependency",
                 &reason,
                 Some(true),
-            )
+            ))
             .await;
         }
     };
-    let event_type = event.event_type().to_string();
-    let handler = runtime.handlers.get(&event_type).cloned();
-    let Some(handler) = handler else {
+    let Some((event_type, registered)) = runtime.handlers.get_key_value(event.event_type()) else {
         return Outcome::Done {
             dead_lettered: false,
             error: None,
@@ -1462,7 +1492,10 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &Record) -> Outcome {
         attempt = state.attempt,
     );
     let result = tracing::Instrument::instrument(
-        tokio::time::timeout(runtime.group.timeout, handler.handle(event, ctx.clone())),
+        tokio::time::timeout(
+            runtime.group.timeout,
+            registered.handler.handle(event, ctx.clone()),
+        ),
         span,
     )
     .await
@@ -1473,23 +1506,20 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &Record) -> Outcome {
         )))
     });
     let result = match result {
-        Ok(()) => apply_effects(runtime, &ctx).await,
+        Ok(()) => Box::pin(apply_effects(runtime, &ctx)).await,
         Err(e) => Err(e),
     };
     let mut records = Vec::new();
     let result = result.map(|staged| records = staged);
-    let metrics = &runtime.shared.metrics;
-    metrics
-        .duration
-        .with_label_values(&[&event_type])
-        .observe(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    registered.duration.observe(elapsed.as_secs_f64());
     match result {
         Ok(()) => {
             for breaker in runtime.shared.breakers().values_mut() {
                 breaker.on_success();
             }
-            metrics.processed.with_label_values(&[&event_type]).inc();
-            runtime.tally(&event_type, Tally::Completed, started.elapsed());
+            registered.processed.inc();
+            runtime.tally(event_type, Tally::Completed, elapsed);
             Outcome::Done {
                 dead_lettered: false,
                 error: None,
@@ -1497,7 +1527,7 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &Record) -> Outcome {
             }
         }
         Err(error) => {
-            metrics.failed.with_label_values(&[&event_type]).inc();
+            registered.failed.inc();
             if let HandlerError::Dependency { dependency, .. } = &error {
                 let now = Instant::now();
                 let mut breakers = runtime.shared.breakers();
@@ -1511,7 +1541,7 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &Record) -> Outcome {
                     };
                 }
             }
-            route_failure(
+            Box::pin(route_failure(
                 runtime,
                 message,
                 &state,
@@ -1519,7 +1549,7 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &Record) -> Outcome {
                 error.class(),
                 &error.to_string(),
                 Some(error.is_retryable()),
-            )
+            ))
             .await
         }
     }
@@ -1582,6 +1612,9 @@ async fn apply_effects(
     ctx: &Context,
 ) -> Result<Vec<OutboundRecord>, HandlerError> {
     let (emitted, broadcasts) = ctx.take_effects();
+    if emitted.is_empty() && broadcasts.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut validated = Vec::with_capacity(emitted.len());
     for draft in emitted {
         let event = runtime

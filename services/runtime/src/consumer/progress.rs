@@ -6,7 +6,9 @@
 //! smallest offset still pending (or one past the highest seen when nothing is). Events that share
 //! a key wait in a lane behind the one in flight, preserving per-key order.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use foldhash::{HashMap, HashMapExt};
 
 /// Offsets of one partition that were received and are not finished.
 #[derive(Debug, Default, Clone)]
