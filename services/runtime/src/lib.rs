@@ -2,7 +2,8 @@
 //!
 //! - [`topology`]: `topics.yaml`, parsed and validated (every problem reported at once).
 //! - [`catalog`]: the topology joined with the Avro schemas; topics, subjects, routing.
-//! - [`codec`]: JSON ⇄ Avro with precise, path-addressed errors.
+//! - [`codec`]: JSON ⇄ Avro with precise, path-addressed errors; [`codec::direct`] does it in one
+//!   pass between JSON and Avro binary with a schema compiled once.
 //! - [`registry`]: the Confluent-compatible schema registry and the wire format.
 //! - [`cloudevents`]: CloudEvents binary-mode headers, built and parsed in one place.
 //! - [`kafka`], [`topics`], [`publisher`]: clients, topic management, durable publishing.

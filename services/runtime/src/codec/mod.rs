@@ -5,6 +5,9 @@
 //! Pointer path (`/renditions/0/width`) and what was expected versus found. Unknown fields are
 //! rejected, so a typo never silently drops data. [`avro_to_json`] is the inverse used by `tail`,
 //! the console and consumers that speak JSON.
+//!
+//! Both go through an `apache_avro::types::Value`. [`direct`] does the same work straight between
+//! JSON and Avro binary with a schema prepared once ([`CompiledSchema`]): the per-event path.
 
 use std::collections::HashMap;
 
@@ -12,6 +15,10 @@ use apache_avro::schema::{Name, RecordSchema, Schema, UnionSchema, UuidSchema};
 use apache_avro::types::Value;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value as Json};
+
+pub mod direct;
+
+pub use direct::{CompiledSchema, DecodeError, Unsupported};
 
 /// One violation of the schema.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
