@@ -12,7 +12,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use circulatory::codec::avro_to_json;
 use circulatory::publisher::{
     Delivered, EventDraft, PublishError, ValidatedEvent, ValidationError,
 };
@@ -519,7 +518,7 @@ fn draft(envelope: Envelope, correlation: &Correlation) -> EventDraft {
 async fn deliver(state: &AppState, event: ValidatedEvent) -> Result<EventResult, ApiError> {
     let event_type = event.metadata.event_type.clone();
     if event.event.topic.is_none() {
-        let data = avro_to_json(&event.value);
+        let data = event.data().map_err(ApiError::Internal)?;
         let channels = realtime::channels_for(state.catalog.topology(), &event.event, &data);
         let message =
             RealtimeMessage::new(&event_type, &event.metadata.id, event.metadata.time, data);

@@ -12,6 +12,7 @@ use std::time::Duration;
 use apache_avro::schema::{RecordSchema, UuidSchema};
 use apache_avro::Schema;
 
+use crate::codec::CompiledSchema;
 use crate::topology::{
     ChannelRoute, CleanupPolicy, EventRoute, Group, Problems, Retention, Tier, Topology,
     TopologyError, SCHEMA_NAMESPACE_ROOT,
@@ -26,6 +27,9 @@ pub struct EventType {
     /// Avro full name, e.g. `circulatory.payments.PaymentInitiated`.
     pub full_name: String,
     pub schema: Arc<Schema>,
+    /// The schema compiled for direct JSON ⇄ Avro binary conversion; `None` for the rare
+    /// constructs only the general path handles.
+    pub codec: Option<Arc<CompiledSchema>>,
     /// The schema as JSON (the `.avsc` file), for the catalog endpoint and the registry.
     pub schema_json: Arc<serde_json::Value>,
     /// The same, minified once: the text registered and handed to the encoder per event.
@@ -444,6 +448,7 @@ fn join_schemas(
             Arc::new(EventType {
                 topic: route.base_topic(),
                 full_name,
+                codec: CompiledSchema::new(&file.schema).ok().map(Arc::new),
                 schema: Arc::new(file.schema.clone()),
                 schema_text: Arc::from(file.json.to_string()),
                 schema_json: Arc::new(file.json),

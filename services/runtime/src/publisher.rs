@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apache_avro::types::Value;
 use chrono::{DateTime, Utc};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
@@ -40,9 +39,21 @@ pub struct EventDraft {
 pub struct ValidatedEvent {
     pub metadata: EventMetadata,
     pub event: Arc<EventType>,
-    pub value: Value,
+    /// The data in Avro binary encoding (the datum, without the wire format's header).
+    pub datum: Vec<u8>,
     /// Partition key (`None` for ephemeral types).
     pub key: Option<String>,
+}
+
+impl ValidatedEvent {
+    /// The data as plain JSON, read back from the datum (what consumers will see).
+    pub fn data(&self) -> Result<serde_json::Value, String> {
+        match &self.event.codec {
+            Some(codec) => codec.decode_json(&self.datum).map_err(|e| e.to_string()),
+            None => codec::read_datum(&self.event.schema, &self.datum)
+                .map(|value| codec::avro_to_json(&value)),
+        }
+    }
 }
 
 /// An encoded event, ready to be produced (alone, or inside a Kafka transaction).
@@ -186,24 +197,38 @@ impl EventPublisher {
         check_attribute("id", &draft.id)?;
         check_attribute("subject", &draft.subject)?;
         check_attribute("source", &draft.source)?;
-        let value = codec::json_to_avro(&event.schema, &draft.data).map_err(|errors| {
-            ValidationError::Schema {
-                event_type: draft.event_type.clone(),
-                errors,
-            }
-        })?;
-        let key = match &event.route.partition_key {
-            Some(field) => Some(codec::record_field_string(&value, field).ok_or_else(|| {
-                ValidationError::Schema {
-                    event_type: draft.event_type.clone(),
-                    errors: vec![FieldError {
-                        path: format!("/{field}"),
-                        message: "the partition key must be a non-null string".into(),
-                    }],
-                }
-            })?),
-            None => None,
+        let schema_error = |errors| ValidationError::Schema {
+            event_type: draft.event_type.clone(),
+            errors,
         };
+        let key_field = event.route.partition_key.as_deref();
+        let (datum, key) = match &event.codec {
+            Some(compiled) => {
+                let mut datum = Vec::with_capacity(128);
+                let key = compiled
+                    .encode_json_keyed(&draft.data, &mut datum, key_field)
+                    .map_err(schema_error)?;
+                (datum, key)
+            }
+            None => {
+                let value =
+                    codec::json_to_avro(&event.schema, &draft.data).map_err(schema_error)?;
+                let key = key_field.and_then(|field| codec::record_field_string(&value, field));
+                let datum = codec::write_datum(&event.schema, value).map_err(|message| {
+                    schema_error(vec![FieldError {
+                        path: String::new(),
+                        message,
+                    }])
+                })?;
+                (datum, key)
+            }
+        };
+        if let (Some(field), None) = (key_field, &key) {
+            return Err(schema_error(vec![FieldError {
+                path: format!("/{field}"),
+                message: "the partition key must be a non-null string".into(),
+            }]));
+        }
         Ok(ValidatedEvent {
             metadata: EventMetadata {
                 id: draft.id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
@@ -217,7 +242,7 @@ impl EventPublisher {
                 request_id: draft.request_id,
             },
             event: event.clone(),
-            value,
+            datum,
             key,
         })
     }
@@ -228,7 +253,7 @@ impl EventPublisher {
         let Some(topic) = event.event.topic.clone() else {
             return Err(PublishError::Ephemeral(event.metadata.event_type));
         };
-        let payload = self.registry.encode(&event.event, event.value).await?;
+        let payload = self.registry.encode(&event.event, &event.datum).await?;
         Ok(OutboundRecord {
             topic,
             key: event.key.map(String::into_bytes),

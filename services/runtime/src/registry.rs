@@ -3,8 +3,11 @@
 //! consumers, through `schema_registry_converter`. Once the registry gave a writer's schema its
 //! id, later values of that type are encoded directly (no per-value converter work).
 //!
+//! Consumers decode straight to JSON ([`SchemaRegistry::decode_json`]): the writer's schema is
+//! fetched by id once and compiled ([`crate::codec::CompiledSchema`]).
+//!
 //! Caching: the id of a (subject, schema) pair and the schema behind an id never change, so the
-//! converter may keep them. Failures must not stick: after any error its error cache is cleared,
+//! converter (and the writers' schemas by id) may keep them. Failures must not stick: after any error its error cache is cleared,
 //! and the whole cache is rebuilt every `refresh_interval` so a registry that lost its state
 //! (an in-memory registry restarted) is picked up without restarting the service.
 
@@ -23,6 +26,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::catalog::EventType;
+use crate::codec::CompiledSchema;
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -86,6 +90,7 @@ pub struct Compatibility {
     pub messages: Vec<String>,
 }
 
+#[derive(Clone)]
 struct Codecs {
     built: Instant,
     encoder: Arc<AvroEncoder>,
@@ -93,6 +98,34 @@ struct Codecs {
     /// Schema ids the registry gave each (topic, event type) writer's schema: once known, values
     /// are encoded directly (magic byte, id, Avro binary) without the converter's per-value work.
     ids: Arc<RwLock<SchemaIds>>,
+    /// Writers' schemas by id, compiled for decoding straight to JSON.
+    writers: Arc<RwLock<HashMap<u32, Arc<Writer>>>>,
+}
+
+/// A writer's schema fetched by id.
+struct Writer {
+    full_name: Option<String>,
+    schema: apache_avro::Schema,
+    compiled: Option<CompiledSchema>,
+}
+
+/// A decoded wire-format value as plain JSON (see [`crate::codec::avro_to_json`]).
+#[derive(Debug, Clone)]
+pub struct DecodedJson {
+    pub schema_id: u32,
+    /// Avro full name of the writer's record.
+    pub full_name: Option<String>,
+    pub data: serde_json::Value,
+}
+
+/// The schema id of a wire-format value.
+fn wire_schema_id(bytes: &[u8]) -> Result<u32, RegistryError> {
+    match bytes {
+        [0, a, b, c, d, ..] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => Err(RegistryError::Undecodable(
+            "not Confluent wire format (magic byte 0 and a 4-byte schema id)".into(),
+        )),
+    }
 }
 
 /// Topic → event type → schema id.
@@ -102,6 +135,7 @@ pub struct SchemaRegistry {
     config: RegistryConfig,
     http: reqwest::Client,
     codecs: RwLock<Codecs>,
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for SchemaRegistry {
@@ -136,6 +170,7 @@ impl SchemaRegistry {
             config,
             http,
             codecs: RwLock::new(codecs),
+            fetching: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -154,19 +189,16 @@ impl SchemaRegistry {
             encoder: Arc::new(AvroEncoder::new(settings.clone())),
             decoder: Arc::new(AvroDecoder::new(settings)),
             ids: Arc::default(),
+            writers: Arc::default(),
         })
     }
 
     /// The current codecs, rebuilt when older than the refresh interval.
-    fn codecs(&self) -> (Arc<AvroEncoder>, Arc<AvroDecoder>, Arc<RwLock<SchemaIds>>) {
+    fn codecs(&self) -> Codecs {
         {
             let codecs = self.codecs.read().unwrap_or_else(|e| e.into_inner());
             if codecs.built.elapsed() < self.config.refresh_interval {
-                return (
-                    codecs.encoder.clone(),
-                    codecs.decoder.clone(),
-                    codecs.ids.clone(),
-                );
+                return codecs.clone();
             }
         }
         let mut codecs = self.codecs.write().unwrap_or_else(|e| e.into_inner());
@@ -175,21 +207,18 @@ impl SchemaRegistry {
                 *codecs = fresh;
             }
         }
-        (
-            codecs.encoder.clone(),
-            codecs.decoder.clone(),
-            codecs.ids.clone(),
-        )
+        codecs.clone()
     }
 
-    /// Encodes `value` (already validated against the event's schema) in wire format under the
-    /// subject `<topic>-<full name>`. The writer's schema is registered if the subject lacks it,
-    /// as Confluent serializers do; the subject's compatibility rule still applies.
-    pub async fn encode(&self, event: &EventType, value: Value) -> Result<Vec<u8>, RegistryError> {
+    /// Frames `datum` (the Avro binary of a value validated against the event's schema) in wire
+    /// format under the subject `<topic>-<full name>`. The writer's schema is registered if the
+    /// subject lacks it, as Confluent serializers do; the subject's compatibility rule still
+    /// applies.
+    pub async fn encode(&self, event: &EventType, datum: &[u8]) -> Result<Vec<u8>, RegistryError> {
         let topic = event.topic.clone().ok_or_else(|| {
             RegistryError::Refused(format!("`{}` is ephemeral and has no topic", event.name()))
         })?;
-        let (encoder, _, ids) = self.codecs();
+        let Codecs { encoder, ids, .. } = self.codecs();
         let known = ids
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -197,15 +226,15 @@ impl SchemaRegistry {
             .and_then(|types| types.get(event.name()))
             .copied();
         if let Some(id) = known {
-            let mut bytes = Vec::with_capacity(256);
+            let mut bytes = Vec::with_capacity(5 + datum.len());
             bytes.push(0);
             bytes.extend_from_slice(&id.to_be_bytes());
-            apache_avro::writer::datum::GenericDatumWriter::builder(&event.schema)
-                .build()
-                .and_then(|writer| writer.write_value(&mut bytes, value))
-                .map_err(|e| RegistryError::Refused(format!("{}: {e}", event.name())))?;
+            bytes.extend_from_slice(datum);
             return Ok(bytes);
         }
+        // First value of this type: the converter registers (or looks up) the schema.
+        let value = crate::codec::read_datum(&event.schema, datum)
+            .map_err(|e| RegistryError::Refused(format!("{}: {e}", event.name())))?;
         let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(
             topic.clone(),
             SuppliedSchema::new(
@@ -230,15 +259,8 @@ impl SchemaRegistry {
 
     /// Decodes a wire-format value with the writer's schema, fetched by id.
     pub async fn decode(&self, bytes: &[u8]) -> Result<Decoded, RegistryError> {
-        let schema_id = match bytes {
-            [0, a, b, c, d, ..] => u32::from_be_bytes([*a, *b, *c, *d]),
-            _ => {
-                return Err(RegistryError::Undecodable(
-                    "not Confluent wire format (magic byte 0 and a 4-byte schema id)".into(),
-                ))
-            }
-        };
-        let (_, decoder, _) = self.codecs();
+        let schema_id = wire_schema_id(bytes)?;
+        let decoder = self.codecs().decoder;
         match decoder.decode(Some(bytes)).await {
             Ok(result) => Ok(Decoded {
                 schema_id,
@@ -253,6 +275,78 @@ impl SchemaRegistry {
                 })
             }
         }
+    }
+
+    /// Decodes a wire-format value straight to plain JSON with the writer's schema (fetched by
+    /// id once, then compiled): what consumers use per event.
+    pub async fn decode_json(&self, bytes: &[u8]) -> Result<DecodedJson, RegistryError> {
+        let schema_id = wire_schema_id(bytes)?;
+        let writer = self.writer(schema_id).await?;
+        let datum = &bytes[5..];
+        let undecodable =
+            |e: String| RegistryError::Undecodable(format!("schema {schema_id}: {e}"));
+        let data = match &writer.compiled {
+            Some(compiled) => compiled
+                .decode_json(datum)
+                .map_err(|e| undecodable(e.to_string()))?,
+            None => crate::codec::avro_to_json(
+                &crate::codec::read_datum(&writer.schema, datum).map_err(undecodable)?,
+            ),
+        };
+        Ok(DecodedJson {
+            schema_id,
+            full_name: writer.full_name.clone(),
+            data,
+        })
+    }
+
+    async fn writer(&self, id: u32) -> Result<Arc<Writer>, RegistryError> {
+        let writers = self.codecs().writers;
+        let cached = |writers: &RwLock<HashMap<u32, Arc<Writer>>>| {
+            writers
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .cloned()
+        };
+        if let Some(writer) = cached(&writers) {
+            return Ok(writer);
+        }
+        // One fetch at a time: the first records of a new schema arrive together.
+        let _fetching = self.fetching.lock().await;
+        if let Some(writer) = cached(&writers) {
+            return Ok(writer);
+        }
+        let (status, body) = self
+            .call(
+                self.http
+                    .get(format!("{}/schemas/ids/{id}", self.config.url)),
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(match Self::refused(status, &body) {
+                RegistryError::Refused(text) => {
+                    RegistryError::Undecodable(format!("schema {id}: {text}"))
+                }
+                other => other,
+            });
+        }
+        let text = body
+            .get("schema")
+            .and_then(|s| s.as_str())
+            .ok_or_else(|| RegistryError::Undecodable(format!("schema {id}: no schema text")))?;
+        let schema = apache_avro::Schema::parse_str(text)
+            .map_err(|e| RegistryError::Undecodable(format!("schema {id}: {e}")))?;
+        let writer = Arc::new(Writer {
+            full_name: schema.name().map(|n| n.fullname(None)),
+            compiled: CompiledSchema::new(&schema).ok(),
+            schema,
+        });
+        writers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, writer.clone());
+        Ok(writer)
     }
 
     async fn call(

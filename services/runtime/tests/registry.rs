@@ -1,7 +1,7 @@
 //! The codec against the real schema registry: every catalog schema registers and round-trips
 //! JSON → Avro → Confluent wire format → JSON; evolution is guarded by FULL_TRANSITIVE.
 
-use circulatory::codec::{avro_to_json, json_to_avro};
+use circulatory::codec::{avro_to_json, json_to_avro, write_datum};
 use circulatory::registry::{RegistryError, COMPATIBILITY};
 use circulatory_testkit::{sample_data, TestEnv};
 use serde_json::json;
@@ -14,9 +14,10 @@ async fn every_schema_round_trips_through_the_wire_format() {
         let data = sample_data(&event.schema_json);
         let value = json_to_avro(&event.schema, &data)
             .unwrap_or_else(|e| panic!("{}: sample rejected: {e:?}", event.name()));
+        let datum = write_datum(&event.schema, value).unwrap();
         let bytes = env
             .registry
-            .encode(event, value)
+            .encode(event, &datum)
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", event.name()));
         assert_eq!(bytes[0], 0, "magic byte");
@@ -31,12 +32,13 @@ async fn every_schema_round_trips_through_the_wire_format() {
         let decoded = env.registry.decode(&bytes).await.unwrap();
         assert_eq!(decoded.full_name.as_deref(), Some(event.full_name.as_str()));
         assert_eq!(avro_to_json(&decoded.value), data, "{}", event.name());
-        // The second value of a type is encoded without the converter, under the id learned.
-        let again = env
-            .registry
-            .encode(event, json_to_avro(&event.schema, &data).unwrap())
-            .await
-            .unwrap();
+        // Consumers' path: the writer's schema fetched by id and compiled, straight to JSON.
+        let direct = env.registry.decode_json(&bytes).await.unwrap();
+        assert_eq!(direct.schema_id, id);
+        assert_eq!(direct.full_name.as_deref(), Some(event.full_name.as_str()));
+        assert_eq!(direct.data, data, "{}", event.name());
+        // The second value of a type is framed without the converter, under the id learned.
+        let again = env.registry.encode(event, &datum).await.unwrap();
         assert_eq!(again[..5], bytes[..5], "{}: same schema id", event.name());
         let decoded = env.registry.decode(&again).await.unwrap();
         assert_eq!(avro_to_json(&decoded.value), data, "{}", event.name());

@@ -286,6 +286,22 @@ fn clip(text: &str) -> String {
     }
 }
 
+/// Avro binary of `value` (the general path, for schemas [`CompiledSchema`] does not take).
+pub fn write_datum(schema: &Schema, value: Value) -> Result<Vec<u8>, String> {
+    apache_avro::writer::datum::GenericDatumWriter::builder(schema)
+        .build()
+        .and_then(|writer| writer.write_value_to_vec(value))
+        .map_err(|e| e.to_string())
+}
+
+/// Reads one Avro binary datum of `schema` (the general path).
+pub fn read_datum(schema: &Schema, bytes: &[u8]) -> Result<Value, String> {
+    apache_avro::reader::datum::GenericDatumReader::builder(schema)
+        .build()
+        .and_then(|reader| reader.read_value(&mut &bytes[..]))
+        .map_err(|e| e.to_string())
+}
+
 /// Renders an Avro value as plain JSON: unions unwrapped, enums as symbols, timestamps as
 /// RFC 3339 (UTC, milliseconds), UUIDs as strings.
 pub fn avro_to_json(value: &Value) -> Json {

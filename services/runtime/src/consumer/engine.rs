@@ -35,7 +35,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
-use crate::codec::avro_to_json;
 use crate::consumer::breaker::{BreakerState, CircuitBreaker};
 use crate::consumer::handler::{Context, Event, Handler, HandlerError};
 use crate::consumer::progress::{KeyLanes, PartitionProgress};
@@ -1575,7 +1574,7 @@ async fn decode(
     let payload = message
         .payload()
         .ok_or_else(|| Decode::Poison("the record has no value".into()))?;
-    let decoded = runtime.registry.decode(payload).await.map_err(|e| {
+    let decoded = runtime.registry.decode_json(payload).await.map_err(|e| {
         if e.is_transient() {
             Decode::Transient(e.to_string())
         } else {
@@ -1594,7 +1593,7 @@ async fn decode(
         )));
     }
     Ok(Some(Event {
-        data: avro_to_json(&decoded.value),
+        data: decoded.data,
         key: message.key().map(<[u8]>::to_vec),
         topic: message.topic().to_string(),
         partition: message.partition(),
