@@ -93,6 +93,35 @@ impl EventMetadata {
         })
     }
 
+    /// Reads the attributes from a record's headers in one pass, in record order (the last
+    /// occurrence of a name wins).
+    pub fn from_pairs<'a>(
+        headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>,
+    ) -> Result<EventMetadata, HeaderError> {
+        const NAMES: [&str; 9] = [
+            header::SPEC_VERSION,
+            header::ID,
+            header::SOURCE,
+            header::TYPE,
+            header::TIME,
+            header::SUBJECT,
+            header::TRACEPARENT,
+            header::TRACESTATE,
+            header::CORRELATION_ID,
+        ];
+        let slot = |name: &str| match name {
+            header::REQUEST_ID => Some(NAMES.len()),
+            _ => NAMES.iter().position(|n| *n == name),
+        };
+        let mut found: [Option<Option<&'a [u8]>>; NAMES.len() + 1] = [None; NAMES.len() + 1];
+        for (name, value) in headers {
+            if let Some(i) = slot(name) {
+                found[i] = Some(value);
+            }
+        }
+        Self::from_lookup(|key| slot(key).and_then(|i| found[i]))
+    }
+
     /// Reads the attributes through `lookup`: a header's value by name (`Some(None)` for a header
     /// without a value), for callers that index headers once instead of scanning per name.
     pub fn from_lookup<'a>(

@@ -99,7 +99,7 @@ struct Codecs {
     /// are encoded directly (magic byte, id, Avro binary) without the converter's per-value work.
     ids: Arc<RwLock<SchemaIds>>,
     /// Writers' schemas by id, compiled for decoding straight to JSON.
-    writers: Arc<RwLock<HashMap<u32, Arc<Writer>>>>,
+    writers: Arc<Writers>,
 }
 
 /// A writer's schema fetched by id.
@@ -116,6 +116,17 @@ pub struct DecodedJson {
     /// Avro full name of the writer's record.
     pub full_name: Option<String>,
     pub data: serde_json::Value,
+}
+
+/// Writers' schemas by id.
+type Writers = RwLock<HashMap<u32, Arc<Writer>>>;
+
+fn cached_writer(writers: &Writers, id: u32) -> Option<Arc<Writer>> {
+    writers
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+        .cloned()
 }
 
 /// The schema id of a wire-format value.
@@ -302,19 +313,21 @@ impl SchemaRegistry {
 
     async fn writer(&self, id: u32) -> Result<Arc<Writer>, RegistryError> {
         let writers = self.codecs().writers;
-        let cached = |writers: &RwLock<HashMap<u32, Arc<Writer>>>| {
-            writers
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&id)
-                .cloned()
-        };
-        if let Some(writer) = cached(&writers) {
+        if let Some(writer) = cached_writer(&writers, id) {
             return Ok(writer);
         }
+        // Boxed: the fetch (an HTTP call) is rare and would make every decode's future large.
+        Box::pin(self.fetch_writer(id, writers)).await
+    }
+
+    async fn fetch_writer(
+        &self,
+        id: u32,
+        writers: Arc<Writers>,
+    ) -> Result<Arc<Writer>, RegistryError> {
         // One fetch at a time: the first records of a new schema arrive together.
         let _fetching = self.fetching.lock().await;
-        if let Some(writer) = cached(&writers) {
+        if let Some(writer) = cached_writer(&writers, id) {
             return Ok(writer);
         }
         let (status, body) = self

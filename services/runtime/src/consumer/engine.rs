@@ -380,6 +380,8 @@ struct Completion {
     message: Record,
     outcome: Outcome,
     trial: bool,
+    /// The partition is being revoked (or is gone) as the event finished.
+    revoked: bool,
 }
 
 /// Builds and runs one consumer group.
@@ -623,6 +625,7 @@ impl ConsumerGroup {
             outcomes: VecDeque::new(),
             ready: BTreeMap::new(),
             ready_count: 0,
+            lagging_tier: None,
             backpressured: HashSet::new(),
             unstored: HashSet::new(),
             running: 0,
@@ -765,6 +768,8 @@ struct Engine {
     ready: BTreeMap<u8, VecDeque<(Tp, Vec<u8>, Record)>>,
     /// Events in `ready`.
     ready_count: usize,
+    /// The highest tier the client reported lag for, as of the last tick.
+    lagging_tier: Option<Tier>,
     /// Lower-tier partitions paused while the engine is full and a higher tier lags.
     backpressured: HashSet<Tp>,
     /// Partitions with finished offsets whose commit position is not stored yet.
@@ -965,8 +970,7 @@ impl Engine {
             .filter(|(_, n)| **n > 0)
             .map(|(t, _)| *t)
             .min();
-        let lagging = self.runtime.shared.table().lagging_tier;
-        match (held, lagging) {
+        match (held, self.lagging_tier) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -1015,29 +1019,37 @@ impl Engine {
     }
 
     fn start(&mut self, tp: Tp, key: Vec<u8>, message: Record, trial: bool) {
+        let owned = {
+            let mut table = self.runtime.shared.table();
+            match table.partitions.get_mut(&tp) {
+                Some(entry) if !entry.revoking => {
+                    entry.in_flight += 1;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if !owned {
+            // Revoked while it waited: the next owner runs it.
+            if trial {
+                self.trial_running = false;
+            }
+            self.forget(&tp, 1);
+            return;
+        }
         self.running += 1;
         if let Some(tier) = self.tiers.get(&*tp.0) {
             *self.running_by_tier.entry(*tier).or_default() += 1;
-        }
-        {
-            let mut table = self.runtime.shared.table();
-            if let Some(entry) = table.partitions.get_mut(&tp) {
-                entry.in_flight += 1;
-            }
         }
         self.runtime.shared.metrics.in_flight.inc();
         let runtime = self.runtime.clone();
         self.in_flight.spawn(async move {
             let mut outcome = process(&runtime, &tp, &message).await;
-            if let Outcome::Done { records, .. } = &mut outcome {
-                finish_offset(&runtime, &tp, message.offset(), std::mem::take(records));
-            } else {
-                let mut table = runtime.shared.table();
-                if let Some(entry) = table.partitions.get_mut(&tp) {
-                    entry.in_flight = entry.in_flight.saturating_sub(1);
-                }
-                runtime.shared.changed.notify_all();
-            }
+            let records = match &mut outcome {
+                Outcome::Done { records, .. } => Some(std::mem::take(records)),
+                Outcome::Parked { .. } => None,
+            };
+            let revoked = finish_offset(&runtime, &tp, message.offset(), records);
             runtime.shared.metrics.in_flight.dec();
             Completion {
                 tp,
@@ -1045,6 +1057,7 @@ impl Engine {
                 message,
                 outcome,
                 trial,
+                revoked,
             }
         });
     }
@@ -1056,6 +1069,7 @@ impl Engine {
             message,
             outcome,
             trial,
+            revoked,
         } = completion;
         if trial {
             self.trial_running = false;
@@ -1094,15 +1108,8 @@ impl Engine {
                 self.record_outcome(dead_lettered, error)?;
             }
         }
-        let revoking = self
-            .runtime
-            .shared
-            .table()
-            .partitions
-            .get(&tp)
-            .is_none_or(|e| e.revoking);
         if let Some(lanes) = self.lanes.get_mut(&tp) {
-            if revoking {
+            if revoked {
                 let dropped = lanes.clear().len();
                 self.lanes.remove(&tp);
                 self.forget(&tp, dropped);
@@ -1236,6 +1243,7 @@ impl Engine {
     }
 
     fn on_tick(&mut self) {
+        self.lagging_tier = self.runtime.shared.table().lagging_tier;
         self.store_positions();
         self.update_tier_backpressure();
         // Retry records that came due.
@@ -1404,19 +1412,31 @@ impl Engine {
 /// Marks an offset finished; the engine stores the partition's commit position on its next tick.
 /// A transactional group stages the event's records instead, under the same lock, for the next
 /// transaction.
-fn finish_offset(runtime: &Runtime, tp: &Tp, offset: i64, records: Vec<OutboundRecord>) {
-    {
-        let mut table = runtime.shared.table();
-        let Some(entry) = table.partitions.get_mut(tp) else {
-            return;
-        };
+///
+/// `records` is `None` for a parked event: it left the handler slot but is not finished. Returns
+/// whether the partition is being revoked (or is gone).
+fn finish_offset(
+    runtime: &Runtime,
+    tp: &Tp,
+    offset: i64,
+    records: Option<Vec<OutboundRecord>>,
+) -> bool {
+    let mut table = runtime.shared.table();
+    let Some(entry) = table.partitions.get_mut(tp) else {
+        return true;
+    };
+    entry.in_flight = entry.in_flight.saturating_sub(1);
+    if let Some(records) = records {
         entry.progress.finished(offset);
-        entry.in_flight = entry.in_flight.saturating_sub(1);
         if let Some(transactions) = &runtime.shared.transactions {
             transactions.stage(records);
         }
     }
-    runtime.shared.changed.notify_all();
+    // Only a revocation waits for in-flight events (a notification is a system call).
+    if entry.revoking {
+        runtime.shared.changed.notify_all();
+    }
+    entry.revoking
 }
 
 /// One event, start to finish: decode, handle, emit, or route the failure.

@@ -98,18 +98,22 @@ impl Record {
         self.headers.as_ref()
     }
 
-    fn lookup(&self, name: &str) -> Option<Option<&[u8]>> {
-        self.headers.as_ref().and_then(|h| h.last(name))
-    }
-
     /// The CloudEvents attributes the record carries.
     pub(crate) fn metadata(&self) -> Result<EventMetadata, HeaderError> {
-        EventMetadata::from_lookup(|name| self.lookup(name))
+        match &self.headers {
+            Some(headers) => EventMetadata::from_pairs(headers.pairs()),
+            None => EventMetadata::from_pairs(std::iter::empty()),
+        }
     }
 
-    /// What the record's `circ_*` headers say about earlier attempts.
+    /// What the record's `circ_*` headers say about earlier attempts (most records have none).
     pub(crate) fn retry_state(&self) -> RetryState {
-        RetryState::from_lookup(|name| self.lookup(name))
+        match &self.headers {
+            Some(headers) if headers.has_retry_state => {
+                RetryState::from_lookup(|name| headers.last(name))
+            }
+            _ => RetryState::from_lookup(|_| None),
+        }
     }
 }
 
@@ -128,6 +132,9 @@ impl TopicNames {
     }
 }
 
+/// What every header of [`crate::consumer::retry::header`] starts with.
+const RETRY_HEADER_PREFIX: &str = "circ_";
+
 /// One header: where its name and value are in the buffer.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -142,6 +149,8 @@ pub(crate) struct RecordHeaders {
     /// Header names, concatenated (kept as text, so no check is needed when reading them).
     names: String,
     entries: Vec<Entry>,
+    /// Whether any header is a `circ_*` one (retry state, dead-letter metadata).
+    has_retry_state: bool,
 }
 
 impl RecordHeaders {
@@ -151,6 +160,7 @@ impl RecordHeaders {
             bytes: Vec::with_capacity(count * 40),
             names: String::with_capacity(count * 12),
             entries: Vec::with_capacity(count),
+            has_retry_state: false,
         };
         for i in 0..count {
             if let Some(header) = headers.try_get(i) {
@@ -161,6 +171,7 @@ impl RecordHeaders {
     }
 
     fn push(&mut self, name: &str, value: Option<&[u8]>) {
+        self.has_retry_state |= name.starts_with(RETRY_HEADER_PREFIX);
         let name_start = self.names.len();
         self.names.push_str(name);
         let value = value.map(|v| {
@@ -172,6 +183,16 @@ impl RecordHeaders {
             name: name_start..self.names.len(),
             value,
         });
+    }
+
+    /// Every header as (name, value), in record order.
+    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        self.entries.iter().map(|e| {
+            (
+                &self.names[e.name.clone()],
+                e.value.clone().map(|v| &self.bytes[v]),
+            )
+        })
     }
 
     /// The value of the last header called `name` (the last occurrence wins, as in the
@@ -233,6 +254,52 @@ mod tests {
         );
         assert_eq!(record.key(), Some(&b"k"[..]));
         assert_eq!(record.offset(), 7);
+    }
+
+    #[test]
+    fn every_retry_header_is_seen_by_the_retry_state_shortcut() {
+        for name in crate::consumer::retry::header::ALL {
+            assert!(name.starts_with(RETRY_HEADER_PREFIX), "{name}");
+        }
+        let plain = Record::new("t", 0, 0, None, None, &[("ce_id", Some(b"1"))]);
+        assert_eq!(plain.retry_state().attempt, 1);
+        let retried = Record::new(
+            "t",
+            0,
+            0,
+            None,
+            None,
+            &[("circ_attempt", Some(b"3")), ("circ_due_at", Some(b"42"))],
+        );
+        assert_eq!(retried.retry_state().attempt, 3);
+        assert_eq!(retried.retry_state().due_at_ms, Some(42));
+    }
+
+    #[test]
+    fn metadata_in_one_pass_matches_the_per_name_reading() {
+        let headers: &[(&str, Option<&[u8]>)] = &[
+            ("ce_specversion", Some(b"1.0")),
+            ("ce_id", Some(b"first")),
+            ("ce_source", Some(b"/s")),
+            ("ce_type", Some(b"like.added")),
+            ("ce_time", Some(b"2026-11-27T10:00:00.000Z")),
+            ("correlation_id", Some(b"c-1")),
+            ("request_id", Some(b"r-1")),
+            ("ce_subject", None),
+            ("ce_id", Some(b"second")),
+        ];
+        let record = Record::new("t", 0, 0, None, None, headers);
+        let one_pass = record.metadata().unwrap();
+        let per_name = EventMetadata::from_headers(record.headers()).unwrap();
+        assert_eq!(one_pass, per_name);
+        assert_eq!(one_pass.id, "second");
+        assert_eq!(one_pass.request_id.as_deref(), Some("r-1"));
+        assert_eq!(one_pass.subject, None);
+        let missing = Record::new("t", 0, 0, None, None, &headers[1..]);
+        assert_eq!(
+            missing.metadata(),
+            Err(HeaderError::Missing("ce_specversion"))
+        );
     }
 
     #[test]
