@@ -372,7 +372,8 @@ def cmd_render(raw, md_out, json_out):
       f"its producer: acks=all, idempotence, compression {meta.get('ingest_compression', '?')}, "
       f"linger.ms {meta.get('ingest_linger_ms', '?')}.")
     w(f"- ProducerPerformance: {int(meta['pp_records']):,} records of {meta['value_bytes']} bytes, "
-      "no key, no headers, acks=all, enable.idempotence=true, compression.type=zstd, "
+      "no key, no headers, acks=all, enable.idempotence=true, "
+      f"compression.type={meta.get('ingest_compression', 'zstd')} (the ingest's), "
       f"linger.ms={meta.get('pp_linger_ms', '5')}, unthrottled.")
     w(f"- oha: {meta['duration']} s per measurement; single-event maximum runs with "
       f"{meta['concurrency']} connections, fixed-rate runs with {meta['rate_concurrency']}, "
