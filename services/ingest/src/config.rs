@@ -80,9 +80,11 @@ pub struct Config {
     /// How long a record may wait for the broker's acknowledgement, in milliseconds.
     #[arg(long, env = "CIRC_INGEST_DELIVERY_TIMEOUT_MS", default_value_t = 5_000)]
     pub delivery_timeout_ms: u64,
-    /// How long the producer waits to fill a batch, in milliseconds. Low for the HTTP path: every
-    /// request waits it out at low rates (5 ms measured 6 ms p50 at 1000 req/s, 1 ms gave 2 ms).
-    #[arg(long, env = "CIRC_INGEST_LINGER_MS", default_value_t = 1)]
+    /// How long the producer waits to fill a batch, in milliseconds. Zero for the HTTP path: every
+    /// request waits it out at low rates (5 ms measured 6 ms p50 at 1000 req/s, 1 ms 2 ms, 0 ms
+    /// 1.2 ms), and under load records still share requests (they queue while earlier requests
+    /// are in flight), with no loss of throughput measured.
+    #[arg(long, env = "CIRC_INGEST_LINGER_MS", default_value_t = 0)]
     pub linger_ms: u64,
     /// Producer compression: none, gzip, snappy, lz4 or zstd.
     #[arg(long, env = "CIRC_INGEST_COMPRESSION", default_value = "zstd")]

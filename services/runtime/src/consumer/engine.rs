@@ -703,7 +703,11 @@ fn create_consumer(
         // Bounded prefetch: at most this much is buffered in the client. Together with the
         // engine's own bound (`max_waiting`) this is all a group process holds; 32 MiB keeps a
         // fetch in flight while the engine drains the previous one.
-        .set("queued.max.messages.kbytes", "32768");
+        .set("queued.max.messages.kbytes", "32768")
+        // When that prefetch is full the client waits this long before fetching again (1 s by
+        // default): the engine drains 32 MiB far sooner, and waiting a second left the group idle
+        // for most of it (measured: 160k records/s with the default, 240k with 10 ms).
+        .set("fetch.queue.backoff.ms", "10");
     for (key, value) in &kafka.overrides {
         config.set(key, value);
     }
