@@ -25,9 +25,3 @@ pub mod realtime;
 pub mod registry;
 pub mod topics;
 pub mod topology;
-
-/// Every Circulatory process allocates through mimalloc: the per-event paths (decoding, JSON,
-/// headers) make many small short-lived allocations, which it serves from thread-local pages
-/// instead of the system allocator's shared arenas.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

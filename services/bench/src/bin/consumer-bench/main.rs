@@ -32,6 +32,11 @@ use circulatory::kafka::KafkaConfig;
 use circulatory::registry::{RegistryConfig, SchemaRegistry};
 use clap::{Args, Parser, Subcommand};
 
+/// The allocator the consumer-group binaries use (see `circulatory_groups`), so the group measured
+/// here allocates like a deployed one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "consumer-bench",
