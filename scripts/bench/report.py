@@ -261,6 +261,9 @@ def cmd_render(raw, md_out, json_out):
             "batch_half_p90_ms": r["batch_at_half"]["p90_ms"],
             "batch_half_p99_ms": r["batch_at_half"]["p99_ms"],
             "background_pct": r.get("background_pct"),
+            "half_pp_p50_ms": (r.get("pp_at_half") or {}).get("p50_ms"),
+            "half_pp_p95_ms": (r.get("pp_at_half") or {}).get("p95_ms"),
+            "half_pp_p99_ms": (r.get("pp_at_half") or {}).get("p99_ms"),
         }
         for rate in extra_rates:
             for side in ("ingest", "bare"):
@@ -299,7 +302,10 @@ def cmd_render(raw, md_out, json_out):
         ("Single-event ingest ≥ 0.5 × bare axum handler",
          f"{ratio_single:.2f}×", ratio_single >= TARGET_SINGLE_VS_BARE),
         (f"p99 at half the single-event max rate (median {fmt(med['half_rate'])}/s) ≤ 10 ms",
-         f"{med['half_ingest_p99_ms']:.2f} ms", med["half_ingest_p99_ms"] <= TARGET_P99_MS),
+         f"{med['half_ingest_p99_ms']:.2f} ms"
+         + (f" (ProducerPerformance at the same rate: {fmt(med['half_pp_p99_ms'])} ms)"
+            if med.get("half_pp_p99_ms") is not None else ""),
+         med["half_ingest_p99_ms"] <= TARGET_P99_MS),
         ("RSS ≤ 64 MiB (peak, VmHWM)", f"{hwm:.1f} MiB", hwm <= TARGET_RSS_MIB),
     ]
 
@@ -403,6 +409,10 @@ def cmd_render(raw, md_out, json_out):
       f"**{fmt(m['half_ingest_p99_ms'], 2)}** | {fmt(m['half_ingest_achieved'])} |")
     w(f"| same | bare handler | {fmt(m['half_bare_p50_ms'], 2)} | {fmt(m['half_bare_p90_ms'], 2)} | "
       f"{fmt(m['half_bare_p99_ms'], 2)} | |")
+    if m.get("half_pp_p99_ms") is not None:
+        w(f"| same | Kafka ProducerPerformance, send → ack (p95 in the p90 column) | "
+          f"{fmt(m['half_pp_p50_ms'], 0)} | {fmt(m['half_pp_p95_ms'], 0)} | "
+          f"{fmt(m['half_pp_p99_ms'], 0)} | |")
     for rate in extra_rates:
         w(f"| {rate} req/s | ingest (single event) | {fmt(m[f'at{rate}_ingest_p50_ms'], 2)} | "
           f"{fmt(m[f'at{rate}_ingest_p90_ms'], 2)} | {fmt(m[f'at{rate}_ingest_p99_ms'], 2)} | "
