@@ -27,7 +27,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Headers;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
@@ -545,12 +545,6 @@ impl ConsumerGroup {
                         ..ProducerSettings::default()
                     },
                 )?;
-                let init = producer.clone();
-                tokio::task::spawn_blocking(move || {
-                    init.init_transactions(Duration::from_secs(30))
-                })
-                .await
-                .map_err(|e| ConsumerError::Transaction(e.to_string()))??;
                 Some(transactions::spawn_committer(
                     txns.clone(),
                     producer,
@@ -798,6 +792,13 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// Whether a retry due at `due_ms` may run at `now_ms`. Both are whole milliseconds, truncated:
+/// the due time was computed from a truncated failure time, so only a clock past the due
+/// millisecond proves the full delay elapsed (at `now == due` it may be short by up to 1 ms).
+fn is_due(due_ms: i64, now_ms: i64) -> bool {
+    now_ms > due_ms
+}
+
 fn key_of(message: &Record) -> Vec<u8> {
     match message.key() {
         Some(key) if !key.is_empty() => key.to_vec(),
@@ -923,7 +924,7 @@ impl Engine {
             let state = message.retry_state();
             let due = state.due_at_ms.unwrap_or(0);
             let queue = self.delayed.entry(tp.clone()).or_default();
-            if due > now_ms() || !queue.is_empty() {
+            if !is_due(due, now_ms()) || !queue.is_empty() {
                 // Records of one retry topic share a delay, so they are due in order: the head
                 // decides, and the partition is paused until it is due.
                 queue.push_back((due, message));
@@ -1255,12 +1256,12 @@ impl Engine {
         let due_partitions: Vec<Tp> = self
             .delayed
             .iter()
-            .filter(|(_, q)| q.front().is_some_and(|(due, _)| *due <= now))
+            .filter(|(_, q)| q.front().is_some_and(|(due, _)| is_due(*due, now)))
             .map(|(tp, _)| tp.clone())
             .collect();
         for tp in due_partitions {
             while let Some((due, _)) = self.delayed.get(&tp).and_then(|q| q.front()) {
-                if *due > now {
+                if !is_due(*due, now) {
                     break;
                 }
                 let Some((_, message)) = self.delayed.get_mut(&tp).and_then(|q| q.pop_front())
@@ -1778,5 +1779,21 @@ async fn route_failure(
         dead_lettered,
         error: Some(reason.to_string()),
         records,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_is_due_only_once_its_millisecond_has_passed() {
+        // Failed at 1000.9 ms (recorded as 1000) with a 4 s delay: due 5000. At 5000.2 ms only
+        // 3999.3 ms have passed.
+        assert!(!is_due(5000, 4999));
+        assert!(!is_due(5000, 5000));
+        assert!(is_due(5000, 5001));
+        // Replays carry no due time: due at once.
+        assert!(is_due(0, now_ms()));
     }
 }

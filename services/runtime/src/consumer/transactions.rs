@@ -115,7 +115,9 @@ pub(crate) trait Positions: Send + Sync + 'static {
     fn snapshot(&self, take: &mut dyn FnMut()) -> Vec<(Tp, i64)>;
 }
 
-/// Runs transactions until stopped or failed.
+/// Initialises the transactional producer, then runs transactions until stopped or failed. The
+/// group consumes meanwhile: what it finishes is staged until the first transaction, so joining
+/// the group and initialising the producer overlap instead of adding up.
 pub(crate) fn spawn_committer<P: Positions>(
     transactions: Arc<Transactions>,
     producer: FutureProducer,
@@ -125,6 +127,13 @@ pub(crate) fn spawn_committer<P: Positions>(
     std::thread::Builder::new()
         .name("circ-txn".into())
         .spawn(move || {
+            if let Err(e) = producer.init_transactions(Duration::from_secs(30)) {
+                let error = format!("initialising transactions: {e}");
+                tracing::error!(error = %error, "stopping the group");
+                transactions.state().failed = Some(error);
+                transactions.changed.notify_all();
+                return;
+            }
             let mut committed: HashMap<Tp, i64> = HashMap::new();
             loop {
                 {
