@@ -302,8 +302,9 @@ def main(raw, md_out, json_out):
       f"run, default settings: linger 1 ms, zstd, rate limit 2000/s per client), single events "
       f"POSTed at {', '.join(meta['rates'].split())} events/s for {meta['duration']} s each "
       "(open loop: each request at its scheduled time, on its own task; up to 1024 outstanding). "
-      "Each event carries its own CloudEvents `subject`; the group runs in the same process and "
-      "records when its handler ran for each subject, so send, 202 and handler times share one "
+      "Each event carries its own CloudEvents `subject`; the group runs in the same process (on "
+      "a tokio runtime of its own, as in a group binary, so the load generator never waits "
+      "behind it) and records when its handler ran for each subject, so send, 202 and handler times share one "
       "monotonic clock. `202 → handler` is negative when the handler ran before the client read "
       "the 202.")
     w(f"- EndToEndLatency: {fmt(int(meta['e2e_messages']))} records of {meta['value_bytes']} bytes, "
