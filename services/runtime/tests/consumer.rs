@@ -841,3 +841,65 @@ async fn a_transactional_group_commits_emits_hand_offs_and_offsets_together() {
         .collect();
     assert_eq!(seen, vec![extra.id]);
 }
+
+/// Slow handlers with a deep backlog fill the engine. The poll thread must go on polling
+/// (rebalances run inside `poll`, and a member that stops polling is evicted), so it pauses every
+/// partition instead of blocking, and resumes them once the engine takes records again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_engine_pauses_its_partitions_and_keeps_polling() {
+    let env = TestEnv::new();
+    env.create_group_topics("event-tracking").await;
+    let publisher = env.publisher();
+    publish_many(&env, &publisher, "like.added", 150).await;
+    let recorder = Recorder::succeeding().with_pause(|_| Duration::from_millis(15));
+    let metrics = circulatory::consumer::telemetry::GroupMetrics::new(&prometheus::Registry::new());
+    let paused = metrics.paused.clone();
+    let settings = GroupSettings {
+        max_in_flight: Some(1),
+        max_waiting: 2,
+        channel_capacity: 1,
+        ..GroupSettings::default()
+    };
+    let mut consumer = ConsumerGroup::new(
+        env.catalog.clone(),
+        "event-tracking",
+        env.kafka.clone(),
+        env.registry.clone(),
+    )
+    .unwrap()
+    .settings(settings)
+    .metrics(metrics);
+    for event_type in &env.catalog.group("event-tracking").unwrap().subscribe {
+        consumer = consumer.handler(event_type, recorder.clone());
+    }
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(stop.clone()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut most_paused = 0;
+    while recorder.seen().len() < 150 && Instant::now() < deadline {
+        most_paused = most_paused.max(paused.get());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nothing left to hold: the poll thread hands its batch over and resumes every partition.
+    let resumed_by = Instant::now() + Duration::from_secs(5);
+    while paused.get() > 0 && Instant::now() < resumed_by {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let paused_at_the_end = paused.get();
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    let seen = recorder.seen();
+    let mut ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 150, "every event handled");
+    assert_eq!(seen.len(), 150, "each once");
+    assert!(
+        most_paused > 0,
+        "the partitions were never paused while the engine was full"
+    );
+    assert_eq!(
+        paused_at_the_end, 0,
+        "resumed once the engine took records again"
+    );
+}

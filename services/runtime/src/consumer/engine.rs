@@ -139,6 +139,9 @@ enum PauseReason {
     Breaker,
     /// The group is stopping.
     Shutdown,
+    /// The engine took no records for a while: the poll thread keeps polling (rebalances and
+    /// the group's liveness depend on it) with every partition paused.
+    Full,
 }
 
 #[derive(Debug, Default)]
@@ -192,6 +195,57 @@ impl Positions for Shared {
             .filter_map(|(tp, e)| e.progress.commit_position().map(|p| (tp.clone(), p)))
             .collect()
     }
+}
+
+impl Shared {
+    fn update_paused_gauge(&self) {
+        let paused = self
+            .table()
+            .partitions
+            .values()
+            .filter(|e| !e.paused.is_empty())
+            .count();
+        self.metrics.paused.set(paused as i64);
+    }
+
+    fn assigned(&self) -> Vec<Tp> {
+        self.table().partitions.keys().cloned().collect()
+    }
+}
+
+/// Adds or removes one reason to pause each partition; the client pauses a partition with any
+/// reason and resumes it when none is left. Used by the engine and the poll thread.
+fn set_pause(shared: &Shared, consumer: &GroupConsumer, tps: &[Tp], reason: PauseReason, on: bool) {
+    let mut change = TopicPartitionList::new();
+    {
+        let mut table = shared.table();
+        for tp in tps {
+            let Some(entry) = table.partitions.get_mut(tp) else {
+                continue;
+            };
+            let was_running = entry.paused.is_empty();
+            if on {
+                entry.paused.insert(reason);
+            } else {
+                entry.paused.remove(&reason);
+            }
+            if was_running != entry.paused.is_empty() {
+                change.add_partition(&tp.0, tp.1);
+            }
+        }
+    }
+    if change.count() == 0 {
+        return;
+    }
+    let result = if on {
+        consumer.pause(&change)
+    } else {
+        consumer.resume(&change)
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "pause/resume");
+    }
+    shared.update_paused_gauge();
 }
 
 /// The consumer's context: rebalance callbacks and statistics, on the poll thread.
@@ -598,7 +652,7 @@ impl ConsumerGroup {
 
         let (tx, rx) = mpsc::channel(self.settings.channel_capacity.div_ceil(POLL_BATCH).max(1));
         let stop_polling = Arc::new(AtomicBool::new(false));
-        let poller = spawn_poll_thread(consumer.clone(), tx, stop_polling.clone());
+        let poller = spawn_poll_thread(consumer.clone(), shared.clone(), tx, stop_polling.clone());
         let mut engine = Engine {
             runtime,
             rx,
@@ -711,18 +765,60 @@ fn create_consumer(
 /// Most records the poll thread hands over at once.
 const POLL_BATCH: usize = 64;
 
+/// How long the poll thread waits for room in the channel before it pauses every partition and
+/// goes on polling without records.
+const FULL_WAIT: Duration = Duration::from_millis(500);
+
 /// Polls on a dedicated thread; records go to the engine in batches over a bounded channel, so
 /// a busy topic costs one wake-up per batch rather than one per record.
+///
+/// The thread never stops polling: rebalance callbacks run inside `poll`, and a member that does
+/// not poll within `max.poll.interval.ms` is evicted from the group. When the engine takes no
+/// records for [`FULL_WAIT`] (slow handlers with a deep backlog), every partition is paused and
+/// polling goes on, without records, until the held batch is handed over.
 fn spawn_poll_thread(
     consumer: Arc<GroupConsumer>,
+    shared: Arc<Shared>,
     tx: mpsc::Sender<Vec<Record>>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
+    let runtime = tokio::runtime::Handle::current();
     std::thread::Builder::new()
         .name("circ-poll".into())
         .spawn(move || {
             let mut topics = TopicNames::default();
+            let mut held: Option<Vec<Record>> = None;
+            let mut paused = false;
             while !stop.load(Ordering::Relaxed) {
+                if let Some(mut batch) = held.take() {
+                    // The timer is created inside `block_on`, where the runtime is entered.
+                    let room = runtime
+                        .block_on(async { tokio::time::timeout(FULL_WAIT, tx.reserve()).await });
+                    match room {
+                        Ok(Ok(permit)) => {
+                            permit.send(batch);
+                            if paused {
+                                let all = shared.assigned();
+                                set_pause(&shared, &consumer, &all, PauseReason::Full, false);
+                                paused = false;
+                            }
+                        }
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            // Again each time: partitions assigned meanwhile pause too.
+                            let all = shared.assigned();
+                            set_pause(&shared, &consumer, &all, PauseReason::Full, true);
+                            paused = true;
+                            // Serves callbacks; a record already handed out before the pause
+                            // still belongs to the batch.
+                            if let Some(Ok(message)) = consumer.poll(Duration::ZERO) {
+                                batch.push(Record::copy(&message, &mut topics));
+                            }
+                            held = Some(batch);
+                        }
+                    }
+                    continue;
+                }
                 let mut batch = Vec::new();
                 let mut wait = Duration::from_millis(100);
                 while batch.len() < POLL_BATCH {
@@ -734,8 +830,8 @@ fn spawn_poll_thread(
                     // Take what the client already has, without waiting for more.
                     wait = Duration::ZERO;
                 }
-                if !batch.is_empty() && tx.blocking_send(batch).is_err() {
-                    return;
+                if !batch.is_empty() {
+                    held = Some(batch);
                 }
             }
         })
@@ -854,56 +950,17 @@ impl Engine {
     }
 
     fn set_pause(&self, tps: &[Tp], reason: PauseReason, on: bool) {
-        let mut change = TopicPartitionList::new();
-        {
-            let mut table = self.runtime.shared.table();
-            for tp in tps {
-                let Some(entry) = table.partitions.get_mut(tp) else {
-                    continue;
-                };
-                let was_running = entry.paused.is_empty();
-                if on {
-                    entry.paused.insert(reason);
-                } else {
-                    entry.paused.remove(&reason);
-                }
-                if was_running != entry.paused.is_empty() {
-                    change.add_partition(&tp.0, tp.1);
-                }
-            }
-        }
-        if change.count() == 0 {
-            return;
-        }
-        let result = if on {
-            self.runtime.consumer.pause(&change)
-        } else {
-            self.runtime.consumer.resume(&change)
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "pause/resume");
-        }
-        self.update_paused_gauge();
-    }
-
-    fn update_paused_gauge(&self) {
-        let table = self.runtime.shared.table();
-        let paused = table
-            .partitions
-            .values()
-            .filter(|e| !e.paused.is_empty())
-            .count();
-        self.runtime.shared.metrics.paused.set(paused as i64);
+        set_pause(
+            &self.runtime.shared,
+            &self.runtime.consumer,
+            tps,
+            reason,
+            on,
+        );
     }
 
     fn assigned(&self) -> Vec<Tp> {
-        self.runtime
-            .shared
-            .table()
-            .partitions
-            .keys()
-            .cloned()
-            .collect()
+        self.runtime.shared.assigned()
     }
 
     fn on_message(&mut self, message: Record) {
