@@ -11,7 +11,7 @@ use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use circulatory::catalog::{Catalog, CatalogPaths, EventType};
 use circulatory::codec::{
-    avro_to_json, json_to_avro, record_field_string, CompiledSchema, FieldError,
+    avro_to_json, json_to_avro, named_types, record_field_string, CompiledSchema, FieldError,
 };
 use circulatory_testkit::{repo_root, sample_data};
 use serde_json::{json, Map, Value as Json};
@@ -37,25 +37,6 @@ impl Rng {
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
-    }
-}
-
-fn names_of<'a>(schema: &'a Schema, names: &mut HashMap<Name, &'a Schema>) {
-    match schema {
-        Schema::Record(record) => {
-            names.insert(record.name.clone(), schema);
-            record
-                .fields
-                .iter()
-                .for_each(|f| names_of(&f.schema, names));
-        }
-        Schema::Enum(e) => {
-            names.insert(e.name.clone(), schema);
-        }
-        Schema::Array(a) => names_of(&a.items, names),
-        Schema::Map(m) => names_of(&m.types, names),
-        Schema::Union(u) => u.variants().iter().for_each(|v| names_of(v, names)),
-        _ => {}
     }
 }
 
@@ -248,10 +229,8 @@ fn every_catalog_schema_compiles_and_agrees_on_valid_documents() {
         let compiled =
             CompiledSchema::new(&event.schema).unwrap_or_else(|e| panic!("{}: {e}", event.name()));
         check_valid(event, &compiled, &sample_data(&event.schema_json), false);
-        let mut names = HashMap::new();
-        names_of(&event.schema, &mut names);
         let mut generator = Generator {
-            names,
+            names: named_types(&event.schema),
             rng: Rng(0x5EED ^ (checked as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             several_map_entries: false,
         };
@@ -406,8 +385,7 @@ fn every_catalog_schema_reports_the_same_errors() {
     for (n, event) in catalog.events().enumerate() {
         let schema = &event.schema;
         let compiled = CompiledSchema::new(schema).unwrap();
-        let mut names = HashMap::new();
-        names_of(schema, &mut names);
+        let names = named_types(schema);
         let mut generator = Generator {
             names: names.clone(),
             rng: Rng(0xBAD ^ (n as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
@@ -486,10 +464,8 @@ fn truncated_and_garbled_bytes_are_errors_never_panics() {
     for event in catalog.events() {
         let schema = &event.schema;
         let compiled = CompiledSchema::new(schema).unwrap();
-        let mut names = HashMap::new();
-        names_of(schema, &mut names);
         let mut generator = Generator {
-            names,
+            names: named_types(schema),
             rng: Rng(rng.next() | 1),
             several_map_entries: false,
         };

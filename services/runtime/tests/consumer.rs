@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use circulatory::consumer::retry::header as retry_header;
+use circulatory::consumer::telemetry::GroupMetrics;
 use circulatory::consumer::{ConsumerGroup, Context, Event, GroupSettings, Handler, HandlerError};
 use circulatory_testkit::{header, is_empty, read_records, sample_data, TestEnv};
 use futures::future::BoxFuture;
@@ -125,6 +126,16 @@ impl Running {
 }
 
 fn start(env: &TestEnv, group: &str, recorder: &Recorder, settings: GroupSettings) -> Running {
+    start_with_metrics(env, group, recorder, settings, None)
+}
+
+fn start_with_metrics(
+    env: &TestEnv,
+    group: &str,
+    recorder: &Recorder,
+    settings: GroupSettings,
+    metrics: Option<GroupMetrics>,
+) -> Running {
     let mut consumer = ConsumerGroup::new(
         env.catalog.clone(),
         group,
@@ -133,6 +144,9 @@ fn start(env: &TestEnv, group: &str, recorder: &Recorder, settings: GroupSetting
     )
     .unwrap()
     .settings(settings);
+    if let Some(metrics) = metrics {
+        consumer = consumer.metrics(metrics);
+    }
     for event_type in &env.catalog.group(group).unwrap().subscribe {
         consumer = consumer.handler(event_type, recorder.clone());
     }
@@ -852,7 +866,7 @@ async fn a_full_engine_pauses_its_partitions_and_keeps_polling() {
     let publisher = env.publisher();
     publish_many(&env, &publisher, "like.added", 150).await;
     let recorder = Recorder::succeeding().with_pause(|_| Duration::from_millis(15));
-    let metrics = circulatory::consumer::telemetry::GroupMetrics::new(&prometheus::Registry::new());
+    let metrics = GroupMetrics::new(&prometheus::Registry::new());
     let paused = metrics.paused.clone();
     let settings = GroupSettings {
         max_in_flight: Some(1),
@@ -860,20 +874,7 @@ async fn a_full_engine_pauses_its_partitions_and_keeps_polling() {
         channel_capacity: 1,
         ..GroupSettings::default()
     };
-    let mut consumer = ConsumerGroup::new(
-        env.catalog.clone(),
-        "event-tracking",
-        env.kafka.clone(),
-        env.registry.clone(),
-    )
-    .unwrap()
-    .settings(settings)
-    .metrics(metrics);
-    for event_type in &env.catalog.group("event-tracking").unwrap().subscribe {
-        consumer = consumer.handler(event_type, recorder.clone());
-    }
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(consumer.run(stop.clone()));
+    let running = start_with_metrics(&env, "event-tracking", &recorder, settings, Some(metrics));
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut most_paused = 0;
     while recorder.seen().len() < 150 && Instant::now() < deadline {
@@ -886,8 +887,7 @@ async fn a_full_engine_pauses_its_partitions_and_keeps_polling() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let paused_at_the_end = paused.get();
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     let seen = recorder.seen();
     let mut ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
     ids.sort_unstable();

@@ -33,7 +33,7 @@ use apache_avro::schema::{Name, ResolvedSchema, Schema, UuidSchema};
 use chrono::{DateTime, SecondsFormat};
 use serde_json::{Map, Number, Value as Json};
 
-use super::{clip, collect_names, json_kind, FieldError, MAX_FIELD_ERRORS};
+use super::{clip, json_kind, named_types, FieldError, MAX_FIELD_ERRORS};
 
 /// The schema uses something the direct codec does not handle; use the `Value` path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,10 +139,8 @@ impl CompiledSchema {
     /// Prepares `schema`, or says why the direct codec cannot handle it.
     pub fn new(schema: &Schema) -> Result<CompiledSchema, Unsupported> {
         let resolved = ResolvedSchema::try_from(schema).map_err(|e| Unsupported(format!("{e}")))?;
-        let mut names = HashMap::new();
-        collect_names(schema, &mut names);
         let mut compiler = Compiler {
-            names,
+            names: named_types(schema),
             resolved: resolved.get_names(),
             nodes: Vec::new(),
             compiled: HashMap::new(),
@@ -374,19 +372,13 @@ impl CompiledSchema {
             }
             Node::Array { items } => {
                 let mut out = Vec::new();
+                // Every item takes at least one byte (checked when compiling).
+                let item_size = std::mem::size_of::<apache_avro::types::Value>();
                 loop {
-                    let count = r.block_len()?;
+                    let count = r.next_block(out.len(), item_size)?;
                     if count == 0 {
                         break;
                     }
-                    // Every item takes at least one byte (checked when compiling).
-                    if count > r.remaining() {
-                        return Err(r.truncated());
-                    }
-                    r.check_collection(
-                        out.len() + count,
-                        std::mem::size_of::<apache_avro::types::Value>(),
-                    )?;
                     out.reserve_exact(count);
                     for _ in 0..count {
                         out.push(self.decode(*items, r, depth + 1)?);
@@ -398,19 +390,13 @@ impl CompiledSchema {
                 // Sorted by key, the later of equal keys winning: as `avro_to_json` renders the
                 // decoder's `HashMap`.
                 let mut out = BTreeMap::new();
+                // Every entry takes at least its key's length byte.
+                let entry_size = std::mem::size_of::<(String, apache_avro::types::Value)>();
                 loop {
-                    let count = r.block_len()?;
+                    let count = r.next_block(out.len(), entry_size)?;
                     if count == 0 {
                         break;
                     }
-                    // Every entry takes at least its key's length byte.
-                    if count > r.remaining() {
-                        return Err(r.truncated());
-                    }
-                    r.check_collection(
-                        out.len() + count,
-                        std::mem::size_of::<(String, apache_avro::types::Value)>(),
-                    )?;
                     for _ in 0..count {
                         let key = r.string()?.to_string();
                         let value = self.decode(*values, r, depth + 1)?;
@@ -1092,6 +1078,20 @@ impl<'b> Reader<'b> {
     }
 
     /// The Avro library's bound on a collection of `total` items of `item_size` bytes.
+    /// The item count of the next array or map block (0 at the end), once the input can hold that
+    /// many items of at least one byte each and `held` plus them stays within the allocation
+    /// bound.
+    fn next_block(&mut self, held: usize, item_size: usize) -> Result<usize, DecodeError> {
+        let count = self.block_len()?;
+        if count > self.remaining() {
+            return Err(self.truncated());
+        }
+        if count > 0 {
+            self.check_collection(held + count, item_size)?;
+        }
+        Ok(count)
+    }
+
     fn check_collection(&self, total: usize, item_size: usize) -> Result<(), DecodeError> {
         match total.checked_mul(item_size) {
             Some(bytes) if bytes <= self.max_allocation => Ok(()),

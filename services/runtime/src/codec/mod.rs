@@ -33,10 +33,8 @@ pub const MAX_FIELD_ERRORS: usize = 32;
 
 /// Converts `data` to an Avro value of `schema`, or lists what is wrong with it.
 pub fn json_to_avro(schema: &Schema, data: &Json) -> Result<Value, Vec<FieldError>> {
-    let mut names = HashMap::new();
-    collect_names(schema, &mut names);
     let mut converter = Converter {
-        names,
+        names: named_types(schema),
         errors: Vec::new(),
     };
     let value = converter.convert(schema, data, &mut String::new());
@@ -46,7 +44,14 @@ pub fn json_to_avro(schema: &Schema, data: &Json) -> Result<Value, Vec<FieldErro
     }
 }
 
-/// Named types by full name, so `Ref`s to records and enums declared earlier resolve.
+/// The named types (records, enums, fixed) declared in `schema`, by full name, so `Ref`s to
+/// types declared earlier resolve.
+pub fn named_types(schema: &Schema) -> HashMap<Name, &Schema> {
+    let mut names = HashMap::new();
+    collect_names(schema, &mut names);
+    names
+}
+
 fn collect_names<'a>(schema: &'a Schema, names: &mut HashMap<Name, &'a Schema>) {
     match schema {
         Schema::Record(record) if names.insert(record.name.clone(), schema).is_none() => {

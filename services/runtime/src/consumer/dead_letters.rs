@@ -39,7 +39,8 @@ pub struct DeadLetter {
     pub record: OwnedMessage,
 }
 
-fn text(headers: &OwnedHeaders, name: &str) -> Option<String> {
+/// A header's text (the last occurrence), non-UTF-8 shown lossily.
+pub(crate) fn text(headers: &OwnedHeaders, name: &str) -> Option<String> {
     headers
         .iter()
         .filter(|h| h.key == name)

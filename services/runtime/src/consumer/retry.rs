@@ -271,16 +271,8 @@ pub fn headers_for_replay<H: Headers>(original: Option<&H>) -> OwnedHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text<H: Headers>(headers: &H, name: &str) -> Option<String> {
-        headers
-            .iter()
-            .filter(|h| h.key == name)
-            .last()
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    }
     use crate::catalog::CatalogPaths;
+    use crate::consumer::dead_letters::text;
     use std::path::PathBuf;
 
     fn catalog() -> Catalog {
