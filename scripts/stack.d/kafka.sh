@@ -122,10 +122,12 @@ kafka_start_node() {
   kafka_write_config "$n" "$node"
   kafka_format "$n" "$node"
   if ((n == 1)); then heap=${CIRC_KAFKA_HEAP:-768m}; else heap=${CIRC_KAFKA_HEAP:-512m}; fi
-  # JVM flags as in Kafka's own start scripts, with a small heap.
+  # Garbage collector flags: CIRC_KAFKA_GC_OPTS (space-separated), by default those of Kafka's own
+  # start scripts.
+  local gc_opts
+  read -r -a gc_opts <<<"${CIRC_KAFKA_GC_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent}"
   start_bg "kafka-$node" "$dir" "$dir/server.properties" "$(kafka_broker_port "$node"),$(kafka_controller_port "$node")" \
-    "$KAFKA_JAVA" "-Xmx$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
-    -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+    "$KAFKA_JAVA" "-Xmx$heap" "${gc_opts[@]}" -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     "-Dlog4j2.configurationFile=$STATE_DIR/kafka/log4j2.properties" \
     -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$dir/server.properties"
 }

@@ -233,6 +233,11 @@ def main(raw, md_out, json_out):
         ok = None if p99 is None or e2e_p99 is None else p99 <= TARGET_P99_FACTOR * max(e2e_p99, 1)
         targets.append((f"p99 send → handler at {rate}/s ≤ 2 × EndToEndLatency p99 "
                         f"({fmt(e2e_p99)} ms)", f"{fmt(p99, 1)} ms", ok))
+        # The part after the acknowledgement alone: from the 202 to the handler's end.
+        p99 = by_rate[rate]["202_to_handler_p99_ms"]
+        ok = None if p99 is None or e2e_p99 is None else p99 <= TARGET_P99_FACTOR * max(e2e_p99, 1)
+        targets.append((f"p99 HTTP 202 → handler at {rate}/s ≤ 2 × EndToEndLatency p99 "
+                        f"({fmt(e2e_p99)} ms)", f"{fmt(p99, 1)} ms", ok))
     for group, g in retry.items():
         if g.get("runs"):
             targets.append((f"{group}: no second attempt before its {g['delay_ms'] / 1000:g} s delay",
@@ -270,6 +275,11 @@ def main(raw, md_out, json_out):
     for t, m, ok in targets:
         w(f"| {t} | {m} | {verdict(ok)} |")
     w("")
+    w("Two latency figures per rate: `HTTP 202 → handler` runs from the client reading the 202 "
+      "(the event is in Kafka) to the handler's end; `send → handler` also counts the HTTP request "
+      "and the broker's acknowledgement before the 202, so it is the stricter of the two. "
+      "EndToEndLatency's percentiles are whole milliseconds, truncated: its p99 of N ms is between "
+      "N and N + 1, and the bound above uses N.\n")
     w("## Machine load during the run\n")
     w("The machine is shared: these are the load averages and the CPUs' busy share (over one "
       "second, with nothing of the benchmark running) at the start of each phase. Figures taken "
@@ -299,7 +309,7 @@ def main(raw, md_out, json_out):
       "ConsumerGroup figure (clock from `run()` to the last handler call); `fetch.nMsg.sec` "
       "excludes the join, like ConsumerGroup's rate after the first handled event.")
     w(f"- Latency: a dedicated `target/release/ingest` (scripts/up's environment, namespace of the "
-      f"run, default settings: linger 1 ms, zstd, rate limit 2000/s per client), single events "
+      f"run, default settings: linger 0 ms, zstd, rate limit 2000/s per client), single events "
       f"POSTed at {', '.join(meta['rates'].split())} events/s for {meta['duration']} s each "
       "(open loop: each request at its scheduled time, on its own task; up to 1024 outstanding). "
       "Each event carries its own CloudEvents `subject`; the group runs in the same process (on "

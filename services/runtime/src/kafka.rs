@@ -37,7 +37,10 @@ impl KafkaConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.bootstrap_servers)
-            .set("client.id", &self.client_id);
+            .set("client.id", &self.client_id)
+            // TCP_NODELAY, as Kafka's own clients and brokers set it: with Nagle a small request
+            // written while an earlier one is unacknowledged waits for that acknowledgement.
+            .set("socket.nagle.disable", "true");
         config
     }
 

@@ -47,6 +47,10 @@ pub(crate) struct LatencyArgs {
     /// Requests outstanding at once; a send that would exceed it is skipped and counted.
     #[arg(long, default_value_t = 1024)]
     max_outstanding: usize,
+    /// Directory for every sample of every run and rate, one TSV file each
+    /// (`run<N>-<rate>.tsv`: ms since the first send, send → 202, send → handler).
+    #[arg(long)]
+    samples_dir: Option<std::path::PathBuf>,
 }
 
 /// When the handler first ran for each subject.
@@ -204,6 +208,34 @@ impl Load<'_> {
             }
         }
         let first = samples.iter().map(|s| s.sent).min();
+        if let (Some(dir), Some(first)) = (&self.args.samples_dir, first) {
+            // Wall clock of the first send, to line samples up with other processes' logs.
+            let unix_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64()
+                * 1000.0
+                - ms(Instant::now(), first);
+            let mut tsv = format!(
+                "# first send at unix ms {unix_ms:.0}\nsince_first_ms\tsend_to_202_ms\tsend_to_handler_ms\n"
+            );
+            for s in samples.iter().filter(|s| s.status == 202) {
+                let done = handled.get(&s.subject).map(|d| ms(*d, s.sent));
+                tsv.push_str(&format!(
+                    "{:.3}\t{:.3}\t{}\n",
+                    ms(s.sent, first),
+                    ms(s.answered, s.sent),
+                    done.map_or_else(|| "-".into(), |d| format!("{d:.3}"))
+                ));
+            }
+            let path = dir.join(format!("run{run}-{rate}.tsv"));
+            if let Err(e) = std::fs::write(&path, tsv) {
+                eprintln!(
+                    "consumer-bench latency: cannot write {}: {e}",
+                    path.display()
+                );
+            }
+        }
         let last = samples.iter().map(|s| s.sent).max();
         let achieved = match (first, last) {
             (Some(f), Some(l)) if l > f => (samples.len() as f64 - 1.0) / (l - f).as_secs_f64(),
