@@ -113,6 +113,19 @@ kafka_format() {
     fail_with_log "formatting $dir/data failed" "kafka-$node"
 }
 
+# Garbage collector flags (CIRC_KAFKA_GC_OPTS replaces them). Shenandoah when the JVM has it: its
+# pauses stay under a millisecond, where G1's young collections (the flags of Kafka's own start
+# scripts) stopped this broker for 7-20 ms every second or two under a steady produce and fetch
+# load, and every request in flight waited them out. On 2 CPUs that set the producers' p99
+# (scripts/bench/consumer/notes.md). JVMs built without Shenandoah get G1.
+kafka_default_gc_opts() {
+  if "$KAFKA_JAVA" -XX:+UseShenandoahGC -version >/dev/null 2>&1; then
+    echo "-XX:+UseShenandoahGC -XX:+ExplicitGCInvokesConcurrent"
+  else
+    echo "-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent"
+  fi
+}
+
 kafka_start_node() {
   local n=$1 node=$2 dir heap
   dir=$(kafka_dir "$n")/node-$node
@@ -122,10 +135,8 @@ kafka_start_node() {
   kafka_write_config "$n" "$node"
   kafka_format "$n" "$node"
   if ((n == 1)); then heap=${CIRC_KAFKA_HEAP:-768m}; else heap=${CIRC_KAFKA_HEAP:-512m}; fi
-  # Garbage collector flags: CIRC_KAFKA_GC_OPTS (space-separated), by default those of Kafka's own
-  # start scripts.
   local gc_opts
-  read -r -a gc_opts <<<"${CIRC_KAFKA_GC_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent}"
+  read -r -a gc_opts <<<"${CIRC_KAFKA_GC_OPTS:-$(kafka_default_gc_opts)}"
   start_bg "kafka-$node" "$dir" "$dir/server.properties" "$(kafka_broker_port "$node"),$(kafka_controller_port "$node")" \
     "$KAFKA_JAVA" "-Xmx$heap" "${gc_opts[@]}" -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     "-Dlog4j2.configurationFile=$STATE_DIR/kafka/log4j2.properties" \
