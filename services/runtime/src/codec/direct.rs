@@ -1077,7 +1077,6 @@ impl<'b> Reader<'b> {
         }
     }
 
-    /// The Avro library's bound on a collection of `total` items of `item_size` bytes.
     /// The item count of the next array or map block (0 at the end), once the input can hold that
     /// many items of at least one byte each and `held` plus them stays within the allocation
     /// bound.
@@ -1092,6 +1091,7 @@ impl<'b> Reader<'b> {
         Ok(count)
     }
 
+    /// The Avro library's bound on a collection of `total` items of `item_size` bytes.
     fn check_collection(&self, total: usize, item_size: usize) -> Result<(), DecodeError> {
         match total.checked_mul(item_size) {
             Some(bytes) if bytes <= self.max_allocation => Ok(()),
