@@ -340,20 +340,29 @@ async fn handle(
         state.metrics.idempotent_replays.inc();
     }
 
-    // Publish what is not a replay.
-    let pending: Vec<(usize, ValidatedEvent)> = validated
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| results[*i].is_none())
-        .collect();
-    let outcomes = futures::future::join_all(
-        pending
-            .into_iter()
-            .map(|(index, event)| async move { (index, deliver(state, event).await) }),
-    )
-    .await;
+    // Publish what is not a replay: Kafka records all together, ephemeral events on Redis.
+    let mut stored = Vec::new();
+    let mut broadcasts = Vec::new();
+    for (index, event) in validated.into_iter().enumerate() {
+        if results[index].is_some() {
+            continue;
+        }
+        if event.event.topic.is_some() {
+            stored.push((index, event));
+        } else {
+            broadcasts.push((index, event));
+        }
+    }
+    let (produced, broadcast) = tokio::join!(
+        produce(state, stored),
+        futures::future::join_all(
+            broadcasts
+                .into_iter()
+                .map(|(index, event)| async move { (index, broadcast(state, event).await) }),
+        )
+    );
     let mut failures: Vec<(usize, ApiError)> = Vec::new();
-    for (index, outcome) in outcomes {
+    for (index, outcome) in produced.into_iter().chain(broadcast) {
         match outcome {
             Ok(result) => results[index] = Some(result),
             Err(error) => failures.push((index, error)),
@@ -514,38 +523,81 @@ fn draft(envelope: Envelope, correlation: &Correlation) -> EventDraft {
     }
 }
 
-/// Produces one event to Kafka, or broadcasts an ephemeral one on Redis.
-async fn deliver(state: &AppState, event: ValidatedEvent) -> Result<EventResult, ApiError> {
+/// Broadcasts an ephemeral event on its Redis channels.
+async fn broadcast(state: &AppState, event: ValidatedEvent) -> Result<EventResult, ApiError> {
     let event_type = event.metadata.event_type.clone();
-    if event.event.topic.is_none() {
-        let data = event.data().map_err(ApiError::Internal)?;
-        let channels = realtime::channels_for(state.catalog.topology(), &event.event, &data);
-        let message =
-            RealtimeMessage::new(&event_type, &event.metadata.id, event.metadata.time, data);
-        let mut redis = state.redis.clone();
-        let receivers = realtime::publish(&mut redis, &channels, &message)
-            .await
-            .map_err(|e| {
-                ApiError::unavailable(
-                    "the realtime hub is unavailable; retry later",
-                    code::REDIS_UNAVAILABLE,
-                    e,
-                )
-            })?;
+    let data = event.data().map_err(ApiError::Internal)?;
+    let channels = realtime::channels_for(state.catalog.topology(), &event.event, &data);
+    let message = RealtimeMessage::new(&event_type, &event.metadata.id, event.metadata.time, data);
+    let mut redis = state.redis.clone();
+    let receivers = realtime::publish(&mut redis, &channels, &message)
+        .await
+        .map_err(|e| {
+            ApiError::unavailable(
+                "the realtime hub is unavailable; retry later",
+                code::REDIS_UNAVAILABLE,
+                e,
+            )
+        })?;
+    state
+        .metrics
+        .events_broadcast
+        .with_label_values(&[&event_type])
+        .inc();
+    Ok(EventResult::Broadcast {
+        id: event.metadata.id,
+        event_type,
+        channels,
+        receivers: receivers.iter().sum(),
+    })
+}
+
+/// Produces the request's Kafka events together and waits for the broker's acknowledgements.
+async fn produce(
+    state: &AppState,
+    events: Vec<(usize, ValidatedEvent)>,
+) -> Vec<(usize, Result<EventResult, ApiError>)> {
+    if events.is_empty() {
+        return Vec::new();
+    }
+    let (indexes, events): (Vec<usize>, Vec<ValidatedEvent>) = events.into_iter().unzip();
+    let started = Instant::now();
+    let outcomes = state.publisher.publish_all(events).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    // Metrics per type, looked up once per type rather than once per event.
+    let mut produced: Vec<(&str, u64)> = Vec::new();
+    for delivered in outcomes.iter().flatten() {
+        match produced
+            .iter_mut()
+            .find(|(t, _)| *t == delivered.event_type)
+        {
+            Some((_, count)) => *count += 1,
+            None => produced.push((&delivered.event_type, 1)),
+        }
+    }
+    for (event_type, count) in produced {
+        let duration = state
+            .metrics
+            .produce_duration
+            .with_label_values(&[event_type]);
+        for _ in 0..count {
+            duration.observe(elapsed);
+        }
         state
             .metrics
-            .events_broadcast
-            .with_label_values(&[&event_type])
-            .inc();
-        return Ok(EventResult::Broadcast {
-            id: event.metadata.id,
-            event_type,
-            channels,
-            receivers: receivers.iter().sum(),
-        });
+            .events_produced
+            .with_label_values(&[event_type])
+            .inc_by(count);
     }
-    let started = Instant::now();
-    let delivered = state.publisher.publish(event).await.map_err(|e| match &e {
+    indexes
+        .into_iter()
+        .zip(outcomes)
+        .map(|(index, outcome)| (index, outcome.map(EventResult::from).map_err(publish_error)))
+        .collect()
+}
+
+fn publish_error(e: PublishError) -> ApiError {
+    match &e {
         PublishError::Registry(r) if r.is_transient() => ApiError::unavailable(
             "the schema registry is unavailable; retry later",
             code::REGISTRY_UNAVAILABLE,
@@ -557,16 +609,5 @@ async fn deliver(state: &AppState, event: ValidatedEvent) -> Result<EventResult,
             &e,
         ),
         _ => ApiError::Internal(e.to_string()),
-    })?;
-    state
-        .metrics
-        .produce_duration
-        .with_label_values(&[&event_type])
-        .observe(started.elapsed().as_secs_f64());
-    state
-        .metrics
-        .events_produced
-        .with_label_values(&[&event_type])
-        .inc();
-    Ok(delivered.into())
+    }
 }

@@ -10,8 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::catalog::{Catalog, EventType};
 use crate::cloudevents::EventMetadata;
@@ -266,6 +265,71 @@ impl EventPublisher {
 
     /// Encodes and produces one validated event; resolves once the broker acknowledged it.
     pub async fn publish(&self, event: ValidatedEvent) -> Result<Delivered, PublishError> {
+        let mut results = self.publish_all(vec![event]).await;
+        results
+            .pop()
+            .unwrap_or(Err(PublishError::Kafka(KafkaError::Canceled)))
+    }
+
+    /// Publishes several events; results keep the input order.
+    ///
+    /// Every record is handed to the producer first, so they travel together in the producer's
+    /// batches, and one deadline bounds the wait for all acknowledgements: a batch costs one
+    /// timer, not one per event.
+    pub async fn publish_all(
+        &self,
+        events: Vec<ValidatedEvent>,
+    ) -> Vec<Result<Delivered, PublishError>> {
+        let deadline = tokio::time::Instant::now() + self.publish_timeout;
+        let enqueue_deadline = tokio::time::Instant::now() + self.enqueue_timeout;
+        let mut in_flight = Vec::with_capacity(events.len());
+        for event in events {
+            in_flight.push(match self.encode(event).await {
+                Ok(record) => self.enqueue(record, enqueue_deadline).await,
+                Err(e) => Err(e),
+            });
+        }
+        let mut expired = std::pin::pin!(tokio::time::sleep_until(deadline));
+        let mut results = Vec::with_capacity(in_flight.len());
+        for pending in in_flight {
+            let (delivery, sent) = match pending {
+                Ok(pending) => pending,
+                Err(e) => {
+                    results.push(Err(e));
+                    continue;
+                }
+            };
+            let acknowledged = tokio::select! {
+                biased;
+                acknowledged = delivery => acknowledged,
+                _ = &mut expired => {
+                    results.push(Err(timed_out()));
+                    continue;
+                }
+            };
+            results.push(match acknowledged {
+                Ok(Ok(delivery)) => Ok(Delivered {
+                    id: sent.id,
+                    event_type: sent.event_type,
+                    topic: sent.topic,
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                }),
+                Ok(Err((e, _))) => Err(PublishError::Kafka(e)),
+                // The producer dropped the record's report: only at shutdown.
+                Err(_) => Err(PublishError::Kafka(KafkaError::Canceled)),
+            });
+        }
+        results
+    }
+
+    /// Hands one record to the producer. A full local queue is backpressure: wait for room until
+    /// `deadline`, then fail as `QueueFull`.
+    async fn enqueue(
+        &self,
+        record: OutboundRecord,
+        deadline: tokio::time::Instant,
+    ) -> Result<(DeliveryFuture, Sent), PublishError> {
         let OutboundRecord {
             topic,
             key,
@@ -273,37 +337,46 @@ impl EventPublisher {
             headers,
             id,
             event_type,
-        } = self.encode(event).await?;
+        } = record;
         let mut future_record = FutureRecord::to(&topic).payload(&payload).headers(headers);
         if let Some(key) = &key {
             future_record = future_record.key(key);
         }
-        let delivery = tokio::time::timeout(
-            self.publish_timeout,
-            self.producer
-                .send(future_record, Timeout::After(self.enqueue_timeout)),
-        )
-        .await
-        .map_err(|_| {
-            PublishError::Kafka(KafkaError::MessageProduction(
-                RDKafkaErrorCode::MessageTimedOut,
-            ))
-        })?
-        .map_err(|(e, _)| PublishError::Kafka(e))?;
-        Ok(Delivered {
-            id,
-            event_type,
-            topic,
-            partition: delivery.partition,
-            offset: delivery.offset,
-        })
+        let delivery = loop {
+            match self.producer.send_result(future_record) {
+                Ok(delivery) => break delivery,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    future_record = record;
+                    tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                }
+                Err((e, _)) => return Err(PublishError::Kafka(e)),
+            }
+        };
+        Ok((
+            delivery,
+            Sent {
+                id,
+                event_type,
+                topic,
+            },
+        ))
     }
+}
 
-    /// Publishes several events concurrently; results keep the input order.
-    pub async fn publish_all(
-        &self,
-        events: Vec<ValidatedEvent>,
-    ) -> Vec<Result<Delivered, PublishError>> {
-        futures::future::join_all(events.into_iter().map(|e| self.publish(e))).await
-    }
+/// How long to wait for room when the producer's queue is full.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
+
+/// What the answer for a record in flight needs besides the broker's acknowledgement.
+struct Sent {
+    id: String,
+    event_type: String,
+    topic: String,
+}
+
+fn timed_out() -> PublishError {
+    PublishError::Kafka(KafkaError::MessageProduction(
+        RDKafkaErrorCode::MessageTimedOut,
+    ))
 }
