@@ -5,6 +5,14 @@ use std::process::ExitCode;
 use circulatory_ingest::config::Config;
 use clap::Parser;
 
+/// jemalloc for every allocation of the process, librdkafka's included. Per event the producer
+/// allocates and frees a message and each of its headers on three threads (request handler,
+/// broker thread, delivery reports); glibc's arenas spent a third of the ingest's CPU on that
+/// (lock hand-offs between threads, `malloc_consolidate`). See
+/// `scripts/bench/results/ingest-investigation.md` §8.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
