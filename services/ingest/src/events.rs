@@ -394,7 +394,7 @@ async fn handle(
             .all(|(_, e)| e.status() == StatusCode::SERVICE_UNAVAILABLE);
         let summary = failures
             .iter()
-            .map(|(i, e)| format!("event {i}: {e}"))
+            .map(|(i, e)| format!("event {i}: {}", e.log_detail()))
             .collect::<Vec<_>>()
             .join("; ");
         return Err(if transient {

@@ -108,6 +108,17 @@ impl ApiError {
         }
     }
 
+    /// What the log should say of this error: the internal cause where there is one (never sent
+    /// to the client), the public message otherwise.
+    pub fn log_detail(&self) -> String {
+        match self {
+            ApiError::Unavailable { internal, .. } | ApiError::Internal(internal) => {
+                internal.clone()
+            }
+            other => other.to_string(),
+        }
+    }
+
     pub fn unavailable(public: &str, error_code: u32, internal: impl std::fmt::Display) -> Self {
         ApiError::Unavailable {
             public: public.to_string(),
@@ -221,5 +232,32 @@ impl IntoResponse for ApiError {
         // The request id is attached by the correlation middleware, which fills `instance` in
         // for responses that lack it.
         self.into_problem_response(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_gets_the_internal_cause_and_the_client_does_not() {
+        let error = ApiError::unavailable(
+            "the event log is unavailable; retry later",
+            code::KAFKA_UNAVAILABLE,
+            "kafka: Message production error: UnknownTopic",
+        );
+        assert_eq!(
+            error.log_detail(),
+            "kafka: Message production error: UnknownTopic"
+        );
+        assert_eq!(
+            error.to_string(),
+            "the event log is unavailable; retry later"
+        );
+        let internal = ApiError::Internal("registry answered 500".into());
+        assert_eq!(internal.log_detail(), "registry answered 500");
+        assert_eq!(internal.to_string(), "internal error");
+        let malformed = ApiError::Malformed("the body is empty".into());
+        assert_eq!(malformed.log_detail(), malformed.to_string());
     }
 }
