@@ -53,8 +53,8 @@ def sample(schema, named):
 
 
 def cmd_bodies(schemas, event_type, n, single_out, batch_out):
-    """SINGLE_OUT: 1000 lines, one event each; BATCH_OUT: 20 lines, N events each (oha -Z picks a
-    line at random per request, so partition keys vary like real traffic)."""
+    """SINGLE_OUT: 1000 lines, one event each (`-`: none); BATCH_OUT: 20 lines, N events each
+    (oha -Z picks a line at random per request, so partition keys vary like real traffic)."""
     paths = glob.glob(os.path.join(schemas, "*", f"{event_type}.avsc"))
     if len(paths) != 1:
         sys.exit(f"report.py: no single schema for {event_type} under {schemas}")
@@ -65,9 +65,10 @@ def cmd_bodies(schemas, event_type, n, single_out, batch_out):
     def event():
         return {"type": event_type, "data": sample(schema, {})}
 
-    with open(single_out, "w", encoding="utf-8") as f:
-        for _ in range(1000):
-            f.write(json.dumps(event(), separators=(",", ":")) + "\n")
+    if single_out != "-":
+        with open(single_out, "w", encoding="utf-8") as f:
+            for _ in range(1000):
+                f.write(json.dumps(event(), separators=(",", ":")) + "\n")
     with open(batch_out, "w", encoding="utf-8") as f:
         for _ in range(20):
             f.write(json.dumps([event() for _ in range(int(n))], separators=(",", ":")) + "\n")
