@@ -528,7 +528,8 @@ async fn broadcast(state: &AppState, event: ValidatedEvent) -> Result<EventResul
     let event_type = event.metadata.event_type.clone();
     let data = event.data().map_err(ApiError::Internal)?;
     let channels = realtime::channels_for(state.catalog.topology(), &event.event, &data);
-    let message = RealtimeMessage::new(&event_type, &event.metadata.id, event.metadata.time, data);
+    let message = RealtimeMessage::new(&event_type, &event.metadata.id, event.metadata.time, data)
+        .with_correlation_id(event.metadata.correlation_id.clone());
     let mut redis = state.redis.clone();
     let receivers = realtime::publish(&mut redis, &channels, &message)
         .await

@@ -1,6 +1,10 @@
 //! `realtime-bridge`: publishes each event it reads on the Redis pub/sub channels that
-//! `topics.yaml` routes its type to (`realtime.routes`), as `{"type", "id", "time", "data"}`.
-//! Nothing here names a type or a channel: the handlers and the channels come from the catalog.
+//! `topics.yaml` routes its type to (`realtime.routes`), as `{"type", "id", "correlationId"?,
+//! "time", "data"}`: `id` is the event's CloudEvents id and `correlationId` its correlation id
+//! (the engine gives a broadcast relaying its causing event that event's ids, see
+//! [`circulatory::realtime::broadcast_ids`]), so a client can relate a message to its event and
+//! drop a duplicate. Nothing here names a type or a channel: the handlers and the channels come
+//! from the catalog.
 //!
 //! Pub/sub is best effort, but a redelivered event (a rebalance, a replay) is not published
 //! twice: a Redis `SET NX` marker per event id, kept for [`SENT_MARKER_TTL_SECS`], claims the

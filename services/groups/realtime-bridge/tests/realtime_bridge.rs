@@ -1,10 +1,13 @@
 //! realtime-bridge against the real stack: events read from Kafka are published on the channels
-//! `topics.yaml` routes them to, as `{type, id, time, data}`; the same event delivered twice is
-//! published once; an unreachable Redis sends the event to the dead letters (one attempt).
+//! `topics.yaml` routes them to, as `{type, id, correlationId, time, data}` with the event's id
+//! and correlation id; the same event delivered twice is published once, and once its marker is
+//! gone a redelivery is published with the same id; an unreachable Redis sends the event to the
+//! dead letters (one attempt).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use circulatory::publisher::{EventDraft, EventPublisher};
 use circulatory_group_realtime_bridge::{register, sent_marker, GROUP, SENT_MARKER_TTL_SECS};
 use circulatory_groups::deps::Deps;
 use circulatory_groups::runner::NoOptions;
@@ -134,6 +137,26 @@ impl Fixture {
     }
 }
 
+/// Publishes one event with a chosen id and correlation id.
+async fn publish_correlated(
+    publisher: &EventPublisher,
+    event_type: &str,
+    id: &str,
+    correlation_id: &str,
+    data: Value,
+) {
+    let validated = publisher
+        .validate(EventDraft {
+            event_type: event_type.into(),
+            data,
+            id: Some(id.into()),
+            correlation_id: Some(correlation_id.into()),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("{event_type}: {e}"));
+    publisher.publish(validated).await.expect("published");
+}
+
 /// Timestamps as the engine renders them (RFC 3339 with milliseconds).
 fn normalized(data: &Value) -> Value {
     let mut data = data.clone();
@@ -162,14 +185,23 @@ async fn routed_events_are_published_on_their_channels_once() {
 
     let events = fixture.events();
     let mut ids = BTreeMap::new();
+    let mut correlations = BTreeMap::new();
     for (event_type, data) in &events {
-        let id = uuid();
-        publish_with_id(&env, &publisher, event_type, &id, data.clone()).await;
+        let (id, correlation) = (uuid(), format!("corr-{}", uuid()));
+        publish_correlated(&publisher, event_type, &id, &correlation, data.clone()).await;
         ids.insert(*event_type, id);
+        correlations.insert(*event_type, correlation);
     }
     // Every event again, with the same id (a producer retry, a replay): not published twice.
     for (event_type, data) in &events {
-        publish_with_id(&env, &publisher, event_type, &ids[event_type], data.clone()).await;
+        publish_correlated(
+            &publisher,
+            event_type,
+            &ids[event_type],
+            &correlations[event_type],
+            data.clone(),
+        )
+        .await;
     }
 
     let received = listener
@@ -207,8 +239,16 @@ async fn routed_events_are_published_on_their_channels_once() {
     {
         let message = &messages[0];
         assert_eq!(message["type"], *event_type, "{channel}");
-        let id = message["id"].as_str().unwrap_or_default();
-        assert_eq!(id.len(), 36, "{channel}: id {id}");
+        assert_eq!(
+            message["id"],
+            ids[event_type].as_str(),
+            "{channel}: the event's id"
+        );
+        assert_eq!(
+            message["correlationId"],
+            correlations[event_type].as_str(),
+            "{channel}: the event's correlation id"
+        );
         let time = message["time"].as_str().unwrap_or_default();
         assert!(
             chrono::DateTime::parse_from_rfc3339(time).is_ok(),
@@ -216,7 +256,7 @@ async fn routed_events_are_published_on_their_channels_once() {
         );
         assert_eq!(
             message.as_object().map(|o| o.len()),
-            Some(4),
+            Some(5),
             "{channel}: {message}"
         );
     }
@@ -231,6 +271,51 @@ async fn routed_events_are_published_on_their_channels_once() {
         assert!(
             ttl > 0 && ttl <= SENT_MARKER_TTL_SECS as i64,
             "marker ttl {ttl}"
+        );
+    }
+    group.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redelivered_event_is_published_with_the_same_id() {
+    let env = TestEnv::new();
+    let deps = support::deps(&env).await;
+    let group = support::start(&env, &deps, GROUP, register, NoOptions {}).await;
+    let publisher = env.publisher();
+    let fixture = Fixture::new(&env);
+    let channel = format!("comment:added:{}", fixture.post_id);
+    let mut listener = Listener::subscribe(std::slice::from_ref(&channel)).await;
+    let (event_type, data) = fixture.events().remove(1);
+    let (id, correlation) = (uuid(), format!("corr-{}", uuid()));
+    let within = Duration::from_secs(30);
+    let quiet = Duration::from_secs(2);
+
+    publish_correlated(&publisher, event_type, &id, &correlation, data.clone()).await;
+    let first = listener
+        .collect(1, within, quiet, |m| fixture.owns(m))
+        .await;
+    // The marker gone (expired, or a replay after SENT_MARKER_TTL_SECS): the same event again.
+    let mut redis = deps.redis.clone();
+    let removed: i64 = redis::cmd("DEL")
+        .arg(sent_marker(&deps, &id))
+        .query_async(&mut redis)
+        .await
+        .expect("del");
+    assert_eq!(removed, 1, "the first delivery left its marker");
+    publish_correlated(&publisher, event_type, &id, &correlation, data).await;
+    let second = listener
+        .collect(1, within, quiet, |m| fixture.owns(m))
+        .await;
+
+    for (delivery, received) in [("first", &first), ("redelivery", &second)] {
+        let messages = received.get(&channel).cloned().unwrap_or_default();
+        assert_eq!(messages.len(), 1, "{delivery}: {received:?}");
+        assert_eq!(messages[0]["type"], event_type, "{delivery}");
+        assert_eq!(messages[0]["id"], id.as_str(), "{delivery}: the event's id");
+        assert_eq!(
+            messages[0]["correlationId"],
+            correlation.as_str(),
+            "{delivery}"
         );
     }
     group.stop().await;

@@ -1687,11 +1687,14 @@ async fn decode(
 }
 
 /// Sends what the handler emitted (awaiting acks) and its broadcasts (best effort). A
-/// transactional group gets the encoded records back, to commit with the offset.
+/// transactional group gets the encoded records back, to commit with the offset. Broadcasts
+/// carry the correlation id of the handled event and ids stable across its redeliveries
+/// ([`realtime::broadcast_ids`]: the event's own id for a message relaying it).
 async fn apply_effects(
     runtime: &Runtime,
     ctx: &Context,
 ) -> Result<Vec<OutboundRecord>, HandlerError> {
+    let cause = ctx.cause();
     let (emitted, broadcasts) = ctx.take_effects();
     if emitted.is_empty() && broadcasts.is_empty() {
         return Ok(Vec::new());
@@ -1721,13 +1724,19 @@ async fn apply_effects(
     }
     if let (Some(redis), false) = (&runtime.redis, broadcasts.is_empty()) {
         let mut redis = redis.clone();
-        for broadcast in broadcasts {
+        let named: Vec<(&str, &str)> = broadcasts
+            .iter()
+            .map(|b| (b.channel.as_str(), b.event_type.as_str()))
+            .collect();
+        let ids = realtime::broadcast_ids(&runtime.group_name, cause, &named);
+        for (broadcast, id) in broadcasts.into_iter().zip(ids) {
             let message = RealtimeMessage::new(
                 &broadcast.event_type,
-                &uuid::Uuid::now_v7().to_string(),
+                &id,
                 chrono::Utc::now(),
                 broadcast.data,
-            );
+            )
+            .with_correlation_id(cause.correlation_id.clone());
             if let Err(e) = realtime::publish(&mut redis, &[broadcast.channel], &message).await {
                 tracing::warn!(error = %e, "broadcast failed");
             }

@@ -127,6 +127,11 @@ impl Context {
         &self.group
     }
 
+    /// The event being handled.
+    pub(crate) fn cause(&self) -> &EventMetadata {
+        &self.cause
+    }
+
     pub fn correlation_id(&self) -> Option<&str> {
         self.cause.correlation_id.as_deref()
     }
