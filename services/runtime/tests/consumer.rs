@@ -903,3 +903,156 @@ async fn a_full_engine_pauses_its_partitions_and_keeps_polling() {
         "resumed once the engine took records again"
     );
 }
+
+/// The dependency is down long enough to open the breaker; when the half-open trial runs, the
+/// dependency is back but the trial event itself is refused for good. That event goes to the dead
+/// letters (a permanent failure is not the dependency's fault), and the group goes on: the events
+/// that arrived while it was paused, and the retries of those that opened the breaker, are all
+/// handled within seconds of the cool-down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_breaker_trial_that_fails_for_good_is_dead_lettered_and_the_group_goes_on() {
+    const OPENING: usize = 3;
+    const LATER: usize = 5;
+    let env = TestEnv::new();
+    env.create_group_topics("messenger").await;
+    let publisher = env.publisher();
+    let mut opening = Vec::new();
+    for _ in 0..OPENING {
+        let delivered = env
+            .publish(&publisher, "message.sent", sample(&env, "message.sent"))
+            .await;
+        opening.push(delivered.id);
+    }
+    // Calls run one at a time (max_in_flight 1), so the third dependency failure is the one that
+    // opens the breaker, and its event is the one parked for the trial.
+    #[derive(Default)]
+    struct Script {
+        calls: usize,
+        trial: Option<String>,
+    }
+    let script = Arc::new(Mutex::new(Script::default()));
+    let shared = script.clone();
+    let recorder = Recorder::new(move |e| {
+        let mut script = shared.lock().unwrap();
+        script.calls += 1;
+        if script.calls <= OPENING {
+            if script.calls == OPENING {
+                script.trial = Some(e.id().to_string());
+            }
+            return Err(HandlerError::dependency(
+                "message-store",
+                "connection refused",
+            ));
+        }
+        if script.trial.as_deref() == Some(e.id()) {
+            Err(HandlerError::permanent("the conversation no longer exists"))
+        } else {
+            Ok(())
+        }
+    });
+    let metrics = GroupMetrics::new(&prometheus::Registry::new());
+    let breaker = metrics.breaker.with_label_values(&["message-store"]);
+    let paused = metrics.paused.clone();
+    // The cool-down (300 ms) is shorter than the first retry delay (1 s): the trial runs before
+    // the retries of the first two events come back.
+    let cool_down = Duration::from_millis(300);
+    let settings = GroupSettings {
+        breaker_threshold: OPENING as u32,
+        breaker_cool_down: cool_down,
+        max_in_flight: Some(1),
+        ..GroupSettings::default()
+    };
+    let running = start_with_metrics(&env, "messenger", &recorder, settings, Some(metrics));
+    recorder.wait_for(OPENING, Duration::from_secs(30)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while breaker.get() == 0 {
+        assert!(Instant::now() < deadline, "the breaker never opened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let opened_at = Instant::now();
+    // Published while the group is paused for the breaker: they wait in Kafka.
+    let mut later = Vec::new();
+    for _ in 0..LATER {
+        let delivered = env
+            .publish(&publisher, "message.sent", sample(&env, "message.sent"))
+            .await;
+        later.push(delivered.id);
+    }
+    let trial = script.lock().unwrap().trial.clone().expect("a trial event");
+    let dlq = env.catalog.topic_name("messenger.dlq");
+    let records = read_records(&env.kafka, &dlq, 1, Duration::from_secs(15)).await;
+    assert_eq!(
+        header(&records[0], "ce_id").as_deref(),
+        Some(trial.as_str())
+    );
+    assert_eq!(
+        header(&records[0], retry_header::ERROR_CLASS).as_deref(),
+        Some("permanent")
+    );
+    assert_eq!(
+        header(&records[0], retry_header::DLQ_REASON).as_deref(),
+        Some("permanent")
+    );
+    // Every other event succeeds: the two retried openers and the five that came later.
+    let expected: Vec<String> = opening
+        .iter()
+        .filter(|id| **id != trial)
+        .chain(&later)
+        .cloned()
+        .collect();
+    let within = cool_down + Duration::from_secs(10);
+    let succeeded = |seen: &[Seen]| -> Vec<String> {
+        let mut ids: Vec<String> = seen
+            .iter()
+            .skip(OPENING)
+            .filter(|s| s.id != trial)
+            .map(|s| s.id.clone())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    loop {
+        let done = succeeded(&recorder.seen());
+        if expected.iter().all(|id| done.contains(id)) {
+            break;
+        }
+        let missing: Vec<&String> = expected.iter().filter(|id| !done.contains(id)).collect();
+        assert!(
+            opened_at.elapsed() < within,
+            "the group did not go on after the failed trial: {} of {} events still unhandled \
+             {within:?} after the breaker opened ({missing:?}); breaker gauge {}, {} partition(s) \
+             paused",
+            missing.len(),
+            expected.len(),
+            breaker.get(),
+            paused.get()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let resumed_by = Instant::now() + Duration::from_secs(5);
+    while (breaker.get() != 0 || paused.get() != 0) && Instant::now() < resumed_by {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (breaker_at_the_end, paused_at_the_end) = (breaker.get(), paused.get());
+    running.stop().await.unwrap();
+    let seen = recorder.seen();
+    // The trial really was the half-open trial: the first call after the three failures, before
+    // any success could close the breaker.
+    assert_eq!(
+        seen[OPENING].id, trial,
+        "the call after the breaker opened was not the trial"
+    );
+    assert_eq!(
+        seen.iter().filter(|s| s.id == trial).count(),
+        2,
+        "the trial event ran once more, as the trial, and was not retried"
+    );
+    assert_eq!(breaker_at_the_end, 0, "the breaker closed");
+    assert_eq!(paused_at_the_end, 0, "every partition resumed");
+    assert_eq!(
+        circulatory_testkit::count_records(&env.kafka, &dlq).await,
+        1,
+        "only the trial event was dead-lettered"
+    );
+}

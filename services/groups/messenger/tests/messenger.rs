@@ -1,8 +1,16 @@
 //! messenger against the real stack: messages are stored once and broadcast to the recipient, an
 //! offline recipient gets a notification and an online one does not, receipts only move a status
-//! forward and reach the sender, and an unreachable database ends in the dead letters.
+//! forward and reach the sender, an unreachable database ends in the dead letters, and so does,
+//! at once, a message PostgreSQL refuses to store (U+0000 in its text), without opening the
+//! `postgres` breaker.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use circulatory::consumer::retry::header as retry_header;
+use circulatory::consumer::telemetry::GroupMetrics;
+use circulatory::consumer::ConsumerGroup;
 
 use circulatory::realtime::RealtimeMessage;
 use circulatory_group_messenger::{offline_notification_id, received_channel, register, GROUP};
@@ -12,6 +20,7 @@ use circulatory_groups::testing::{self as support, eventually, publish_with_id, 
 use circulatory_testkit::{count_records, header, read_records, TestEnv};
 use futures::StreamExt;
 use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureRecord;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -317,4 +326,263 @@ async fn an_unreachable_database_is_retried_then_dead_lettered() {
     let message = header(&dead[0], "circ_error_message").unwrap_or_default();
     assert!(message.starts_with("postgres:"), "{message}");
     group.stop().await;
+}
+
+/// What stands for U+0000 in a message body until the record is encoded.
+const NUL_STAND_IN: &[u8] = b"[\x01]";
+
+/// Publishes a `message.sent` whose body holds a NUL, straight to Kafka. The publisher (like the
+/// ingest API) refuses U+0000, so the body carries "[\u{1}]" through validation and encoding and
+/// that byte becomes 0x00 in the wire-format record (an Avro string is its UTF-8 bytes after a
+/// length prefix, so the record stays valid Avro).
+async fn publish_with_nul(
+    publisher: &circulatory::publisher::EventPublisher,
+    id: &str,
+    data: serde_json::Value,
+) {
+    let body = data["body"].as_str().expect("a body");
+    assert!(body.contains("[\u{1}]"), "{body:?} has no stand-in");
+    let validated = publisher
+        .validate(circulatory::publisher::EventDraft {
+            event_type: "message.sent".into(),
+            data,
+            id: Some(id.into()),
+            ..Default::default()
+        })
+        .expect("valid with the stand-in");
+    let mut record = publisher.encode(validated).await.expect("encoded");
+    let at: Vec<usize> = record
+        .payload
+        .windows(NUL_STAND_IN.len())
+        .enumerate()
+        .filter(|(_, w)| *w == NUL_STAND_IN)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "one stand-in in the record");
+    record.payload[at[0] + 1] = 0;
+    let mut outgoing = FutureRecord::<[u8], [u8]>::to(&record.topic)
+        .payload(&record.payload)
+        .headers(record.headers);
+    if let Some(key) = &record.key {
+        outgoing = outgoing.key(key);
+    }
+    publisher
+        .producer()
+        .send(outgoing, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produced");
+}
+
+/// The highest values a gauge took while a test ran, sampled every 10 ms.
+struct Watch {
+    breaker: Arc<AtomicI64>,
+    paused: Arc<AtomicI64>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watch {
+    fn start(metrics: &GroupMetrics) -> Watch {
+        let (breaker, paused, stop) = (
+            Arc::new(AtomicI64::new(0)),
+            Arc::new(AtomicI64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let gauge = metrics.breaker.with_label_values(&["postgres"]);
+        let paused_gauge = metrics.paused.clone();
+        let (b, p, s) = (breaker.clone(), paused.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                b.fetch_max(gauge.get(), Ordering::Relaxed);
+                p.fetch_max(paused_gauge.get(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        Watch {
+            breaker,
+            paused,
+            stop,
+            task,
+        }
+    }
+
+    /// (highest breaker state, most partitions paused at once).
+    async fn finish(self) -> (i64, i64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("watch task");
+        (
+            self.breaker.load(Ordering::Relaxed),
+            self.paused.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_message_postgres_refuses_is_dead_lettered_at_once_and_the_breaker_stays_closed() {
+    let env = TestEnv::new();
+    let deps = support::deps(&env).await;
+    // The valid message below goes to an offline recipient: it emits a notification.
+    env.create_topics_if_missing(&[&env.topic_of("notification.created")])
+        .await;
+    env.create_group_topics(GROUP).await;
+    // The group as `support::start` runs it (default breaker: 5 failures, 60 s), with metrics.
+    let metrics = GroupMetrics::new(&Default::default());
+    let consumer = ConsumerGroup::new(
+        env.catalog.clone(),
+        GROUP,
+        env.kafka.clone(),
+        env.registry.clone(),
+    )
+    .expect("group")
+    .redis(deps.redis.clone())
+    .settings(support::settings())
+    .metrics(metrics.clone());
+    let consumer = register(consumer, &deps, NoOptions {});
+    let stop = Default::default();
+    let task = tokio::spawn(consumer.run(Clone::clone(&stop)));
+    let watch = Watch::start(&metrics);
+    let publisher = env.publisher();
+
+    // Five messages with a NUL, as many as the breaker's threshold, each in its own conversation.
+    let mut refused = Vec::new();
+    for i in 0..5 {
+        let id = uuid();
+        let body = format!("part {i} [\u{1}] rest");
+        let data = sent(
+            &uuid(),
+            &uuid(),
+            &uuid(),
+            &uuid(),
+            &body,
+            "2026-11-27T10:00:00Z",
+        );
+        publish_with_nul(&publisher, &id, data).await;
+        refused.push(id);
+    }
+    let dead = support::dead_letters(&env, GROUP, 5, WITHIN).await;
+    let mut dead_ids = Vec::new();
+    let mut refusal = String::new();
+    for record in &dead {
+        let id = header(record, "ce_id").expect("ce_id");
+        assert_eq!(
+            header(record, retry_header::ERROR_CLASS).as_deref(),
+            Some("permanent"),
+            "{id}"
+        );
+        assert_eq!(
+            header(record, retry_header::DLQ_REASON).as_deref(),
+            Some("permanent"),
+            "{id}"
+        );
+        assert_eq!(
+            header(record, retry_header::ATTEMPT).as_deref(),
+            Some("1"),
+            "{id}: dead-lettered on the first attempt"
+        );
+        // What PostgreSQL 15 answers for a NUL in a text parameter.
+        let message = header(record, retry_header::ERROR_MESSAGE).unwrap_or_default();
+        assert!(
+            message.contains("SQLSTATE 22021") && message.contains("0x00"),
+            "{id}: {message}"
+        );
+        // The dead letter is the record as it was produced, NUL included.
+        assert!(
+            record.payload().unwrap_or_default().contains(&0)
+                && !record
+                    .payload()
+                    .unwrap_or_default()
+                    .windows(NUL_STAND_IN.len())
+                    .any(|w| w == NUL_STAND_IN),
+            "{id}: the dead letter is not the refused record"
+        );
+        dead_ids.push(id);
+        refusal = message;
+    }
+    dead_ids.sort();
+    let mut expected = refused.clone();
+    expected.sort();
+    assert_eq!(dead_ids, expected);
+
+    // The group goes on at once: a valid message sent now is stored within seconds, where an
+    // open breaker would hold it for its 60 s cool-down.
+    let (message_id, id) = (uuid(), uuid());
+    let sent_at = Instant::now();
+    publish_with_id(
+        &env,
+        &publisher,
+        "message.sent",
+        &id,
+        sent(
+            &message_id,
+            &uuid(),
+            &uuid(),
+            &uuid(),
+            "no NUL here",
+            "2026-11-27T10:00:01Z",
+        ),
+    )
+    .await;
+    eventually(
+        "the valid message stored",
+        Duration::from_secs(5),
+        || async {
+            let row: Option<(String,)> = sqlx::query_as("SELECT body FROM messages WHERE id = $1")
+                .bind(Uuid::parse_str(&message_id).unwrap())
+                .fetch_optional(&deps.pool)
+                .await
+                .expect("query");
+            row.map(|_| ())
+        },
+    )
+    .await;
+    let stored_after = sent_at.elapsed();
+    let (breaker, paused) = watch.finish().await;
+    stop.cancel();
+    task.await
+        .expect("group task")
+        .expect("group stopped cleanly");
+
+    assert_eq!(
+        breaker, 0,
+        "the postgres breaker left the closed state (1 half-open, 2 open)"
+    );
+    assert_eq!(
+        paused, 0,
+        "partitions were paused (for the breaker) while the group ran"
+    );
+    assert_eq!(
+        metrics
+            .dead_lettered
+            .with_label_values(&["message.sent"])
+            .get(),
+        5
+    );
+    assert_eq!(
+        metrics.retried.with_label_values(&["message.sent"]).get(),
+        0,
+        "a refused message was retried"
+    );
+    assert_eq!(
+        metrics.processed.with_label_values(&["message.sent"]).get(),
+        1
+    );
+    let dlq = env
+        .catalog
+        .topic_name(&env.catalog.group(GROUP).unwrap().dead_letter_topic_base());
+    assert_eq!(
+        count_records(&env.kafka, &dlq).await,
+        5,
+        "only the refused messages"
+    );
+    let (stored,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM processed_events WHERE consumer_group = $1 AND event_id = ANY($2)",
+    )
+    .bind(GROUP)
+    .bind(&refused)
+    .fetch_one(&deps.pool)
+    .await
+    .expect("query");
+    assert_eq!(stored, 0, "a refused message was recorded as processed");
+    eprintln!("refused with \"{refusal}\"; the valid message was stored {stored_after:?} after it was sent");
 }

@@ -660,7 +660,8 @@ impl ConsumerGroup {
             lanes: HashMap::new(),
             delayed: HashMap::new(),
             parked: VecDeque::new(),
-            trial_running: false,
+            trial: None,
+            paused_for_breaker: false,
             held: 0,
             max_in_flight: self
                 .settings
@@ -847,7 +848,10 @@ struct Engine {
     delayed: HashMap<Tp, VecDeque<(i64, Record)>>,
     /// Events waiting for an open breaker, with their dependency.
     parked: VecDeque<(String, Tp, Vec<u8>, Record)>,
-    trial_running: bool,
+    /// The dependency whose half-open breaker's single trial is running.
+    trial: Option<String>,
+    /// Every partition is paused because a breaker opened.
+    paused_for_breaker: bool,
     /// Records the engine holds: running, ready, queued in lanes, delayed or parked.
     held: usize,
     /// The group's bound on handler calls running at once.
@@ -1094,7 +1098,7 @@ impl Engine {
         if !owned {
             // Revoked while it waited: the next owner runs it.
             if trial {
-                self.trial_running = false;
+                self.trial = None;
             }
             self.forget(&tp, 1);
             return;
@@ -1133,9 +1137,7 @@ impl Engine {
             trial,
             revoked,
         } = completion;
-        if trial {
-            self.trial_running = false;
-        }
+        let trial_of = if trial { self.trial.take() } else { None };
         self.running = self.running.saturating_sub(1);
         let tier = self.tiers.get(&*tp.0).copied();
         if let Some(tier) = tier {
@@ -1149,6 +1151,7 @@ impl Engine {
                 self.parked.push_back((dependency, tp, key, message));
                 let all = self.assigned();
                 self.pause(&all, PauseReason::Breaker);
+                self.paused_for_breaker = true;
                 self.release();
                 return Ok(());
             }
@@ -1164,7 +1167,16 @@ impl Engine {
                 if let Some(n) = tier.and_then(|t| self.held_by_tier.get_mut(&t)) {
                     *n = n.saturating_sub(1);
                 }
-                if trial || (!self.parked.is_empty() && self.breakers_closed()) {
+                if let Some(dependency) = trial_of {
+                    // The trial ended without failing on its dependency (it succeeded, or failed
+                    // for a reason of its own and was retried or dead-lettered): nothing says
+                    // the dependency is still down, so the breaker closes and the parked events
+                    // run; if it is down, they open it again.
+                    if let Some(breaker) = self.runtime.shared.breakers().get_mut(&dependency) {
+                        breaker.on_success();
+                    }
+                    self.release_parked();
+                } else if !self.parked.is_empty() && self.breakers_closed() {
                     self.release_parked();
                 }
                 self.record_outcome(dead_lettered, error)?;
@@ -1211,6 +1223,7 @@ impl Engine {
         }
         let all = self.assigned();
         self.resume(&all, PauseReason::Breaker);
+        self.paused_for_breaker = false;
         while let Some((_, tp, key, message)) = self.parked.pop_front() {
             self.make_ready(tp, key, message);
         }
@@ -1362,8 +1375,15 @@ impl Engine {
                 .map_or(0, |mut lanes| lanes.clear().len());
             self.forget(&tp, dropped);
         }
+        // Nothing parked and no trial (the parked events' partitions were revoked): the pause
+        // has nothing left to wait for. Resume; a dependency still down opens it again.
+        if self.paused_for_breaker && self.parked.is_empty() && self.trial.is_none() {
+            let all = self.assigned();
+            self.resume(&all, PauseReason::Breaker);
+            self.paused_for_breaker = false;
+        }
         // A half-open breaker gets one trial.
-        if !self.parked.is_empty() && !self.trial_running {
+        if !self.parked.is_empty() && self.trial.is_none() {
             let now = Instant::now();
             let half_open = {
                 let breakers = self.runtime.shared.breakers();
@@ -1374,8 +1394,8 @@ impl Engine {
                 })
             };
             if half_open {
-                if let Some((_, tp, key, message)) = self.parked.pop_front() {
-                    self.trial_running = true;
+                if let Some((dependency, tp, key, message)) = self.parked.pop_front() {
+                    self.trial = Some(dependency);
                     self.start(tp, key, message, true);
                 }
             }
