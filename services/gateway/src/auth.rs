@@ -12,6 +12,15 @@ pub fn authenticate(
     headers: &HeaderMap,
     access_token: Option<&str>,
 ) -> Result<Claims, AuthError> {
+    // Two Authorization headers could be read differently by another hop: refuse both.
+    if headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return Err(AuthError::Invalid);
+    }
     let from_header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -92,6 +101,32 @@ mod tests {
         );
         assert_eq!(
             authenticate(&verifier, &HeaderMap::new(), Some("garbage")),
+            Err(AuthError::Invalid)
+        );
+    }
+
+    #[test]
+    fn a_token_valid_only_later_or_given_twice_is_refused() {
+        let verifier = TokenVerifier::new(Some(SECRET), None, None).unwrap();
+        let mut later = claims_for("u1", Duration::from_secs(7200));
+        later.nbf = Some(later.exp - 3600);
+        let token = mint_hs256(SECRET, &later).unwrap();
+        assert_eq!(
+            authenticate(&verifier, &HeaderMap::new(), Some(&token)),
+            Err(AuthError::NotYetValid)
+        );
+        let good = mint_hs256(SECRET, &claims_for("u1", Duration::from_secs(60))).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::AUTHORIZATION,
+            format!("Bearer {good}").parse().unwrap(),
+        );
+        headers.append(
+            header::AUTHORIZATION,
+            format!("Bearer {good}").parse().unwrap(),
+        );
+        assert_eq!(
+            authenticate(&verifier, &headers, None),
             Err(AuthError::Invalid)
         );
     }

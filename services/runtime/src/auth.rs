@@ -3,7 +3,13 @@
 //!
 //! Claims name the principal (`sub`), what it may publish (`events` patterns and `domains`) and
 //! whether it may use admin routes (`admin`). HS256 (a shared secret) and RS256 (a public key) are
-//! both accepted, so a deployment can move from one to the other without downtime.
+//! both accepted, so a deployment can move from one to the other without downtime; a token signed
+//! with any other algorithm (`none`, HS384, ES256, ...) or with an algorithm whose key is not
+//! configured is refused.
+//!
+//! Time claims (RFC 7519 §4.1.4–4.1.6), each with the same small leeway for clock skew: `exp` is
+//! required and must not have passed; `nbf`, when present, must have been reached; `iat`, when
+//! present, must not be in the future.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +29,9 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Not before, seconds since the epoch: the token is refused until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     /// Event types this principal may publish: exact names, `prefix.*`, or `*`.
@@ -34,6 +43,10 @@ pub struct Claims {
     /// Access to admin routes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
+    /// May act for other users (a trusted backend): name another user as the author of what it
+    /// publishes. Without it, a user token (`sub` = the user's id) acts only as itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_behalf: bool,
 }
 
 impl Claims {
@@ -63,10 +76,14 @@ pub enum AuthError {
     Missing,
     #[error("the token has expired")]
     Expired,
+    /// `nbf` not reached yet, or `iat` in the future.
+    #[error("the token is not valid yet")]
+    NotYetValid,
     #[error("invalid token")]
     Invalid,
-    #[error("the token's algorithm is not accepted")]
-    Algorithm,
+    /// The algorithms this verifier accepts are named, so the client can fix its signer.
+    #[error("the token's algorithm is not accepted (accepted: {0})")]
+    Algorithm(&'static str),
 }
 
 /// Tokens kept verified at once; past this the cache starts over (bounded memory).
@@ -137,6 +154,14 @@ impl TokenVerifier {
             };
         }
         let claims = self.verify_signature(token)?;
+        // `exp` and `nbf` are checked with the signature; `iat` here. A token valid only later
+        // is never cached, so the cached path needs only the expiry.
+        if claims
+            .iat
+            .is_some_and(|iat| iat > now_secs() + self.leeway.as_secs())
+        {
+            return Err(AuthError::NotYetValid);
+        }
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         if verified.len() >= VERIFIED_CACHE_CAPACITY {
             verified.clear();
@@ -152,9 +177,10 @@ impl TokenVerifier {
             Algorithm::RS256 => self.rs256.as_ref(),
             _ => None,
         }
-        .ok_or(AuthError::Algorithm)?;
+        .ok_or(AuthError::Algorithm(self.accepted_algorithms()))?;
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.leeway.as_secs();
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_aud = false;
         if let Some(issuer) = &self.issuer {
@@ -164,8 +190,18 @@ impl TokenVerifier {
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 _ => AuthError::Invalid,
             })
+    }
+
+    /// The algorithms a token may be signed with, as configured.
+    pub fn accepted_algorithms(&self) -> &'static str {
+        match (self.hs256.is_some(), self.rs256.is_some()) {
+            (true, true) => "HS256, RS256",
+            (true, false) => "HS256",
+            _ => "RS256",
+        }
     }
 }
 
@@ -183,10 +219,12 @@ pub fn claims_for(sub: impl Into<String>, ttl: Duration) -> Claims {
         sub: sub.into(),
         exp: now + ttl.as_secs(),
         iat: Some(now),
+        nbf: None,
         iss: None,
         events: Vec::new(),
         domains: Vec::new(),
         admin: false,
+        on_behalf: false,
     }
 }
 
@@ -266,6 +304,66 @@ mod tests {
         .unwrap();
         assert_eq!(verifier.verify(&forged), Err(AuthError::Invalid));
         assert_eq!(verifier.verify("not.a.jwt"), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn a_token_valid_only_later_is_refused_until_then() {
+        let verifier = TokenVerifier::new(Some(SECRET), None, None).unwrap();
+        let ten_years = 10 * 365 * 24 * 3600;
+        let mut later = claims_for("c", Duration::from_secs(ten_years + 60));
+        later.nbf = Some(now_secs() + ten_years);
+        let token = mint_hs256(SECRET, &later).unwrap();
+        assert_eq!(verifier.verify(&token), Err(AuthError::NotYetValid));
+        assert!(!verifier.verified.lock().unwrap().contains_key(&token));
+        // Within the leeway, clock skew is forgiven.
+        let mut skewed = claims_for("c", Duration::from_secs(60));
+        skewed.nbf = Some(now_secs() + 10);
+        assert!(verifier
+            .verify(&mint_hs256(SECRET, &skewed).unwrap())
+            .is_ok());
+        let mut reached = claims_for("c", Duration::from_secs(60));
+        reached.nbf = Some(now_secs() - 60);
+        assert!(verifier
+            .verify(&mint_hs256(SECRET, &reached).unwrap())
+            .is_ok());
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_is_refused() {
+        let verifier = TokenVerifier::new(Some(SECRET), None, None).unwrap();
+        let mut future = claims_for("c", Duration::from_secs(7200));
+        future.iat = Some(now_secs() + 3600);
+        let token = mint_hs256(SECRET, &future).unwrap();
+        assert_eq!(verifier.verify(&token), Err(AuthError::NotYetValid));
+        let mut skewed = claims_for("c", Duration::from_secs(60));
+        skewed.iat = Some(now_secs() + 10);
+        assert!(verifier
+            .verify(&mint_hs256(SECRET, &skewed).unwrap())
+            .is_ok());
+    }
+
+    #[test]
+    fn other_algorithms_are_refused_and_the_accepted_ones_named() {
+        let verifier = TokenVerifier::new(Some(SECRET), None, None).unwrap();
+        let claims = claims_for("c", Duration::from_secs(60));
+        let hs384 = encode(
+            &Header::new(Algorithm::HS384),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        let refused = verifier.verify(&hs384).unwrap_err();
+        assert_eq!(refused, AuthError::Algorithm("HS256"));
+        assert!(refused.to_string().contains("accepted: HS256"));
+        // `alg: none` with no signature.
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let none = format!(
+            "{}.{}.",
+            b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            b64.encode(serde_json::to_vec(&claims).unwrap())
+        );
+        assert!(verifier.verify(&none).is_err());
     }
 
     #[test]
