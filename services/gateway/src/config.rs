@@ -90,6 +90,11 @@ pub struct Config {
     /// A WebSocket client silent for this long (no pong, no frame) is dropped, in milliseconds.
     #[arg(long, env = "CIRC_GATEWAY_PONG_TIMEOUT_MS", default_value_t = 45_000)]
     pub pong_timeout_ms: u64,
+    /// How long a connection may take to send its request headers, counted from when it starts
+    /// waiting for them, in milliseconds: a client trickling its headers and an idle keep-alive
+    /// connection are both closed past it (an upgraded WebSocket is no longer bound by it).
+    #[arg(long, env = "CIRC_GATEWAY_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
     /// How long one write to a client may block before the connection is dropped, in milliseconds.
     #[arg(long, env = "CIRC_GATEWAY_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
     pub write_timeout_ms: u64,
@@ -153,6 +158,7 @@ impl Config {
         for (name, value) in [
             ("ping interval", self.ping_interval_ms),
             ("write timeout", self.write_timeout_ms),
+            ("header timeout", self.header_timeout_ms),
             ("presence refresh", self.presence_refresh_ms),
             ("presence sweep", self.presence_sweep_ms),
             ("stats flush", self.stats_flush_ms),

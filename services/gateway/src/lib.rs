@@ -17,8 +17,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
 use circulatory::auth::TokenVerifier;
 use circulatory::catalog::{Catalog, CatalogPaths};
@@ -57,6 +57,13 @@ pub fn app(gateway: Gateway) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
+        .fallback(|| async { auth::problem(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            auth::problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the route does not accept this method",
+            )
+        })
         .with_state(gateway)
 }
 
@@ -118,6 +125,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
             ping_interval: config.ping_interval(),
             pong_timeout: config.pong_timeout(),
             write_timeout: config.write_timeout(),
+            header_timeout: Duration::from_millis(config.header_timeout_ms),
             sse_keepalive: Duration::from_millis(config.sse_keepalive_ms),
         },
         policy,
@@ -224,15 +232,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let closing = gateway.shutdown.clone();
-    // Realtime frames are small and latency-bound: no Nagle delay.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, app(gateway.clone())).with_graceful_shutdown(async move {
+    let limits = circulatory::http_server::ConnectionLimits {
+        header_timeout: gateway.limits.header_timeout,
+        // Realtime frames are small and latency-bound: no Nagle delay.
+        nodelay: true,
+    };
+    let stop = async move {
         shutdown.await;
         closing.cancel();
-    });
-    server.await?;
+    };
+    circulatory::http_server::serve(listener, app(gateway.clone()), limits, stop).await?;
     close(&gateway, drain).await;
     Ok(())
 }

@@ -31,6 +31,8 @@ pub struct Limits {
     pub pong_timeout: Duration,
     pub write_timeout: Duration,
     pub sse_keepalive: Duration,
+    /// Time allowed for a request's headers, idle keep-alive included.
+    pub header_timeout: Duration,
 }
 
 pub struct Shared {

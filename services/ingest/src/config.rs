@@ -77,6 +77,15 @@ pub struct Config {
     /// Bound on a whole request, in milliseconds.
     #[arg(long, env = "CIRC_INGEST_REQUEST_TIMEOUT_MS", default_value_t = 15_000)]
     pub request_timeout_ms: u64,
+    /// How long a connection may take to send a request's headers, counted from when it starts
+    /// waiting for them, in milliseconds: a client trickling its headers and an idle keep-alive
+    /// connection are both closed past it.
+    #[arg(long, env = "CIRC_INGEST_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// How long reading a request body may take, in milliseconds; a stalled body is a 408. For
+    /// uploads, the longest wait for the next piece of the body.
+    #[arg(long, env = "CIRC_INGEST_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_timeout_ms: u64,
     /// How long a record may wait for the broker's acknowledgement, in milliseconds.
     #[arg(long, env = "CIRC_INGEST_DELIVERY_TIMEOUT_MS", default_value_t = 5_000)]
     pub delivery_timeout_ms: u64,
@@ -163,6 +172,12 @@ impl Config {
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.compression.as_str()) {
             problems.push(format!("unknown compression `{}`", self.compression));
         }
+        if self.header_timeout_ms == 0 || self.body_timeout_ms == 0 {
+            problems.push("the header and body timeouts must be positive".into());
+        }
+        if self.body_timeout_ms >= self.request_timeout_ms {
+            problems.push("the body timeout must be shorter than the request timeout".into());
+        }
         if self.delivery_timeout_ms >= self.request_timeout_ms {
             problems.push("the delivery timeout must be shorter than the request timeout".into());
         }
@@ -171,6 +186,10 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
     }
 
     pub fn delivery_timeout(&self) -> Duration {

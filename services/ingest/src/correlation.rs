@@ -2,13 +2,13 @@
 //! (the client's, validated, or generated), both echoed on the response and carried into Kafka
 //! headers; a valid W3C `traceparent` is kept, otherwise a new trace is started.
 
-use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use circulatory::cloudevents::is_valid_traceparent;
 
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Unattributed};
 
 pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -41,7 +41,32 @@ fn new_traceparent() -> String {
     format!("00-{trace}-{span}-01")
 }
 
+/// Headers that must appear at most once: given twice, one hop could read the first and
+/// another the last, so the request is refused rather than guessed at.
+const SINGLETON_HEADERS: [HeaderName; 7] = [
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::HOST,
+    CORRELATION_ID,
+    TRACEPARENT,
+    HeaderName::from_static("idempotency-key"),
+];
+
+fn refuse_repeated_headers(headers: &HeaderMap) -> Result<(), ApiError> {
+    for name in &SINGLETON_HEADERS {
+        let mut values = headers.get_all(name).iter();
+        if values.next().is_some() && values.next().is_some() {
+            return Err(ApiError::Malformed(format!(
+                "the {name} header appears more than once; send it once"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn correlation_from(headers: &HeaderMap, request_id: &str) -> Result<Correlation, ApiError> {
+    refuse_repeated_headers(headers)?;
     let correlation_id = match headers.get(&CORRELATION_ID) {
         None => uuid::Uuid::new_v4().to_string(),
         Some(value) => match value.to_str() {
@@ -77,7 +102,9 @@ fn correlation_from(headers: &HeaderMap, request_id: &str) -> Result<Correlation
 /// the request id into problem bodies that lack one.
 pub async fn middleware(mut request: Request, next: Next) -> Response {
     let request_id = uuid::Uuid::now_v7().to_string();
-    let mut response = match correlation_from(request.headers(), &request_id) {
+    let checked =
+        refuse_hostless(&request).and_then(|()| correlation_from(request.headers(), &request_id));
+    let mut response = match checked {
         Ok(correlation) => {
             let span = tracing::info_span!(
                 "request",
@@ -96,10 +123,40 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
         }
         Err(error) => error.into_problem_response(Some(&request_id)),
     };
+    attribute(&mut response, &request_id);
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// Fills the request id into a problem rendered without one.
+fn attribute(response: &mut Response, request_id: &str) {
+    if let Some(Unattributed(mut problem)) = response.extensions_mut().remove::<Unattributed>() {
+        problem.instance = Some(request_id.to_string());
+        if let Ok(body) = serde_json::to_vec(&problem) {
+            response.headers_mut().remove(header::CONTENT_LENGTH);
+            *response.body_mut() = axum::body::Body::from(body);
+        }
+    }
+}
+
+/// An HTTP/1.1 request read from a socket must name its host (RFC 9112 §3.2). Requests built
+/// in-process (tests) carry no peer address and are not held to it.
+fn refuse_hostless(request: &Request) -> Result<(), ApiError> {
+    let from_socket = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .is_some();
+    if from_socket
+        && request.version() == axum::http::Version::HTTP_11
+        && !request.headers().contains_key(header::HOST)
+    {
+        return Err(ApiError::Malformed(
+            "an HTTP/1.1 request must carry a Host header".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A handler's result as a response; errors become problems carrying the request id.
@@ -125,6 +182,25 @@ mod tests {
         assert!(!is_valid_correlation_id("has space"));
         assert!(!is_valid_correlation_id("new\nline"));
         assert!(!is_valid_correlation_id(&"x".repeat(129)));
+    }
+
+    #[test]
+    fn a_singleton_header_given_twice_is_refused() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer a"));
+        assert!(correlation_from(&headers, "r").is_ok());
+        headers.append(header::AUTHORIZATION, HeaderValue::from_static("Bearer b"));
+        assert!(matches!(
+            correlation_from(&headers, "r"),
+            Err(ApiError::Malformed(m)) if m.contains("authorization")
+        ));
+        let mut headers = HeaderMap::new();
+        headers.append("tracestate", HeaderValue::from_static("a=1"));
+        headers.append("tracestate", HeaderValue::from_static("b=2"));
+        assert!(
+            correlation_from(&headers, "r").is_ok(),
+            "tracestate may be split"
+        );
     }
 
     #[test]

@@ -124,6 +124,16 @@ pub fn parse(index: usize, item: Value, structured: bool) -> Result<Envelope, Ve
         let traceparent = take_string(&mut fields, "traceparent", false);
         fields.remove("dataschema");
         fields.remove("tracestate");
+        if traceparent
+            .as_deref()
+            .is_some_and(|t| !circulatory::cloudevents::is_valid_traceparent(t))
+        {
+            problems.push(problem(
+                index,
+                "/traceparent",
+                "must be a W3C traceparent: 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>",
+            ));
+        }
         if spec.as_deref().is_some_and(|s| s != "1.0") {
             problems.push(problem(
                 index,
@@ -274,6 +284,34 @@ mod tests {
                 && paths.contains(&"/id")
                 && paths.contains(&"/data_base64")
         );
+    }
+
+    #[test]
+    fn a_structured_traceparent_must_be_w3c() {
+        let event = |traceparent: &str| {
+            json!({"specversion": "1.0", "id": "x", "source": "/app", "type": "like.added",
+                   "traceparent": traceparent, "data": {}})
+        };
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            parse(0, event(valid), true).unwrap().traceparent.as_deref(),
+            Some(valid)
+        );
+        let huge = format!("00-{}-00f067aa0ba902b7-01", "a".repeat(100_000));
+        for bad in [
+            "garbage",
+            "00-zz-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n",
+            &huge,
+        ] {
+            let problems = parse(0, event(bad), true).unwrap_err();
+            assert_eq!(
+                problems[0].path,
+                "/traceparent",
+                "{}",
+                &bad[..bad.len().min(40)]
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ use circulatory::realtime::{self, RealtimeMessage};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::body;
 use crate::correlation::{respond, Correlation};
 use crate::envelope::{self, BodyKind, Envelope};
 use crate::idempotency::{fingerprint, Claim, Ticket};
@@ -106,6 +107,7 @@ pub async fn publish(
         let reason = match error.status().as_u16() {
             400 => "malformed",
             401 => "unauthenticated",
+            408 => "timeout",
             403 => "forbidden",
             413 => "too_large",
             415 => "media_type",
@@ -125,19 +127,40 @@ pub async fn publish(
     respond(result, &correlation)
 }
 
-/// Reads the body up to `limit` bytes; more is 413.
-pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let inner = e.into_inner();
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
-        while let Some(error) = source {
-            if error.is::<http_body_util::LengthLimitError>() {
-                return ApiError::TooLarge(format!("the body exceeds {limit} bytes"));
-            }
-            source = error.source();
+/// The body as JSON: invalid JSON, or an object naming a member twice, is a 400 (a duplicate
+/// with its event index and JSON Pointer, as in `errors[]` elsewhere).
+fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    circulatory::json::from_slice(bytes).map_err(|e| match e {
+        circulatory::json::StrictJsonError::Syntax(e) => {
+            ApiError::Malformed(format!("the body is not valid JSON: {e}"))
         }
-        ApiError::Malformed("the body could not be read".into())
+        circulatory::json::StrictJsonError::Duplicate { path } => {
+            let (index, path) = split_batch_index(
+                &path,
+                bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'['),
+            );
+            ApiError::MalformedAt {
+                detail: "the body names a member twice".into(),
+                errors: vec![EventProblem {
+                    index,
+                    path,
+                    message: "appears more than once; each member may be given once".into(),
+                }],
+            }
+        }
     })
+}
+
+/// `/3/data/x` in a batch is event 3's `/data/x`; a single event is event 0.
+fn split_batch_index(pointer: &str, batch: bool) -> (usize, String) {
+    if batch {
+        let rest = pointer.trim_start_matches('/');
+        let (first, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        if let Ok(index) = first.parse() {
+            return (index, format!("/{tail}").trim_end_matches('/').to_string());
+        }
+    }
+    (0, pointer.to_string())
 }
 
 /// A unit of idempotency: one key covering some events of the request.
@@ -158,12 +181,11 @@ async fn handle(
     let claims = state.authenticate(headers)?;
     let kind = envelope::body_kind(headers)?;
     let idempotency_key = idempotency_key(headers)?;
-    let bytes = read_body(body, state.limits.max_body_bytes).await?;
+    let bytes = body::read(body, state.limits.max_body_bytes, state.limits.body_timeout).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::Malformed("the body is empty".into()));
     }
-    let json: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::Malformed(format!("the body is not valid JSON: {e}")))?;
+    let json = parse_json(&bytes)?;
     let (items, is_batch) = envelope::split(kind, json)?;
     if items.is_empty() {
         return Err(ApiError::Malformed("the batch is empty".into()));
@@ -265,6 +287,11 @@ async fn handle(
                 path: "/type".into(),
                 message: format!("unknown event type `{t}`"),
             }),
+            Err(ValidationError::TooLarge { size, limit }) => {
+                return Err(ApiError::TooLarge(format!(
+                    "event {index} would be a record of {size} bytes; the largest accepted is {limit}"
+                )))
+            }
         }
     }
     if !problems.is_empty() {

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 
+pub mod body;
 pub mod config;
 pub mod correlation;
 pub mod envelope;
@@ -52,9 +53,8 @@ use state::{AppState, Inner, Limits};
 /// instead of queueing) and a request timeout; `/healthz`, `/readyz` and `/metrics` stay outside
 /// the bound so probes answer under overload, and need no token.
 pub fn app(state: AppState, max_concurrency: usize, request_timeout: Duration) -> Router {
-    let upload_limit = usize::try_from(state.limits.max_upload_bytes)
-        .unwrap_or(usize::MAX)
-        .saturating_add(1024 * 1024);
+    let upload_limit = usize::try_from(upload::upload_body_limit(state.limits.max_upload_bytes))
+        .unwrap_or(usize::MAX);
     let api = Router::new()
         .route("/v1/events", post(events::publish))
         .route(
@@ -87,6 +87,8 @@ pub fn app(state: AppState, max_concurrency: usize, request_timeout: Duration) -
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(routes::metrics))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
@@ -194,6 +196,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
             max_event_bytes: config.max_event_bytes,
             max_batch: config.max_batch,
             max_upload_bytes: config.max_upload_bytes,
+            body_timeout: config.body_timeout(),
         },
     }));
     Ok(Service {
@@ -285,9 +288,11 @@ pub async fn serve(
         config.max_concurrency,
         config.request_timeout(),
     );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = circulatory::http_server::ConnectionLimits {
+        header_timeout: Duration::from_millis(config.header_timeout_ms),
+        nodelay: false,
+    };
+    circulatory::http_server::serve(listener, router, limits, shutdown).await?;
     service.stop_watchers.cancel();
     let drain = Duration::from_millis(config.drain_ms);
     let producer = state.publisher.producer().clone();

@@ -38,12 +38,23 @@ pub struct Problem {
 pub enum ApiError {
     #[error("{0}")]
     Malformed(String),
+    /// Malformed at named places of the body (a member given twice).
+    #[error("{detail}")]
+    MalformedAt {
+        detail: String,
+        errors: Vec<EventProblem>,
+    },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
@@ -78,6 +89,8 @@ pub mod code {
     pub const UNAUTHENTICATED: u32 = 40101;
     pub const FORBIDDEN: u32 = 40301;
     pub const NOT_FOUND: u32 = 40401;
+    pub const METHOD_NOT_ALLOWED: u32 = 40501;
+    pub const REQUEST_TIMEOUT: u32 = 40801;
     pub const TOO_LARGE: u32 = 41301;
     pub const UNSUPPORTED_MEDIA_TYPE: u32 = 41501;
     pub const UNKNOWN_TYPE: u32 = 42201;
@@ -130,10 +143,12 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ApiError::Malformed(_) | ApiError::MalformedAt { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -146,10 +161,12 @@ impl ApiError {
 
     fn error_code(&self) -> u32 {
         match self {
-            ApiError::Malformed(_) => code::MALFORMED,
+            ApiError::Malformed(_) | ApiError::MalformedAt { .. } => code::MALFORMED,
             ApiError::Unauthenticated(_) => code::UNAUTHENTICATED,
             ApiError::Forbidden(_) => code::FORBIDDEN,
             ApiError::NotFound(_) => code::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => code::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout(_) => code::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => code::TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => code::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { error_code, .. } => *error_code,
@@ -162,10 +179,12 @@ impl ApiError {
 
     fn title(&self) -> &'static str {
         match self {
-            ApiError::Malformed(_) => "Malformed request",
+            ApiError::Malformed(_) | ApiError::MalformedAt { .. } => "Malformed request",
             ApiError::Unauthenticated(_) => "Unauthenticated",
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::NotFound(_) => "Not found",
+            ApiError::MethodNotAllowed(_) => "Method not allowed",
+            ApiError::RequestTimeout(_) => "Request timeout",
             ApiError::TooLarge(_) => "Payload too large",
             ApiError::UnsupportedMediaType(_) => "Unsupported media type",
             ApiError::Unprocessable { .. } => "Unprocessable event",
@@ -195,6 +214,10 @@ impl ApiError {
             }
             _ => None,
         };
+        let challenge = match &self {
+            ApiError::Unauthenticated(reason) => Some(bearer_challenge(reason)),
+            _ => None,
+        };
         let detail = match &self {
             ApiError::Internal(_) => {
                 "the request could not be completed; quote the request id".to_string()
@@ -208,16 +231,40 @@ impl ApiError {
             detail,
             error_code: self.error_code(),
             errors: match self {
-                ApiError::Unprocessable { errors, .. } => errors,
+                ApiError::Unprocessable { errors, .. } | ApiError::MalformedAt { errors, .. } => {
+                    errors
+                }
                 _ => Vec::new(),
             },
             instance: request_id.map(str::to_string),
         };
+        let unattributed = problem
+            .instance
+            .is_none()
+            .then(|| Unattributed(problem.clone()));
         let mut response = (status, axum::Json(problem)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(unattributed) = unattributed {
+            response.extensions_mut().insert(unattributed);
+        }
+        if matches!(
+            status,
+            StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE
+        ) {
+            // The rest of the body may never come (or is not wanted): the connection cannot
+            // carry another request, so it is closed once the answer is out.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(challenge) = challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
         if let Some(secs) = retry_after {
             response
                 .headers_mut()
@@ -227,10 +274,33 @@ impl ApiError {
     }
 }
 
+/// A problem rendered without a request id; the correlation middleware adds it (`instance`)
+/// on the way out, for errors raised where the id is not at hand (load shedding, fallbacks).
+#[derive(Debug, Clone)]
+pub struct Unattributed(pub Problem);
+
+/// `WWW-Authenticate` for a 401 (RFC 6750 §3): the scheme, and `invalid_token` when a token was
+/// presented but refused.
+fn bearer_challenge(reason: &str) -> HeaderValue {
+    if reason == circulatory::auth::AuthError::Missing.to_string() {
+        return HeaderValue::from_static("Bearer realm=\"circulatory\"");
+    }
+    let description: String = reason
+        .chars()
+        .filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '"' && *c != '\\')
+        .collect();
+    HeaderValue::from_str(&format!(
+        "Bearer realm=\"circulatory\", error=\"invalid_token\", error_description=\"{description}\""
+    ))
+    .unwrap_or_else(|_| {
+        HeaderValue::from_static("Bearer realm=\"circulatory\", error=\"invalid_token\"")
+    })
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // The request id is attached by the correlation middleware, which fills `instance` in
-        // for responses that lack it.
+        // for responses that lack it ([`Unattributed`]).
         self.into_problem_response(None)
     }
 }

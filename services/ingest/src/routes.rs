@@ -1,7 +1,7 @@
 //! The small routes: catalog, health, readiness, metrics, OpenAPI document.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rdkafka::producer::Producer;
@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::OpenApi;
 
 use crate::health::HealthReport;
+use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// One entry of `GET /v1/catalog`.
@@ -51,6 +52,32 @@ pub async fn catalog(State(state): State<AppState>) -> Json<Vec<CatalogEntry>> {
             })
             .collect(),
     )
+}
+
+/// No route has this path.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route for {} (see /openapi.json)",
+        clip(uri.path())
+    ))
+}
+
+/// The path exists, the method does not (axum adds the `Allow` header).
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{} does not accept {}",
+        clip(uri.path()),
+        clip(method.as_str())
+    ))
+}
+
+/// A client-given text, bounded for an error message.
+fn clip(text: &str) -> String {
+    let mut clipped: String = text.chars().take(100).collect();
+    if clipped.len() < text.len() {
+        clipped.push('…');
+    }
+    clipped
 }
 
 /// Liveness: the process answers.

@@ -26,6 +26,8 @@ pub struct Limits {
     pub max_event_bytes: usize,
     pub max_batch: usize,
     pub max_upload_bytes: u64,
+    /// Longest wait for a body (events) or for its next piece (uploads).
+    pub body_timeout: Duration,
 }
 
 pub struct Inner {

@@ -14,6 +14,7 @@ use object_store::{ObjectStoreExt, WriteMultipart};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::body::{refuse_announced, within};
 use crate::correlation::{respond, Correlation};
 use crate::problem::{code, ApiError, EventProblem};
 use crate::state::AppState;
@@ -73,6 +74,12 @@ pub async fn upload(
                 claims.sub
             )));
         }
+        let announced = headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        refuse_announced(announced, upload_body_limit(state.limits.max_upload_bytes))?;
         let multipart = multipart.map_err(|e| match e.status() {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 ApiError::UnsupportedMediaType("uploads are multipart/form-data".into())
@@ -91,6 +98,11 @@ pub async fn upload(
     }
     .await;
     respond(result, &correlation)
+}
+
+/// The largest upload body: the video plus room for the form's other fields.
+pub fn upload_body_limit(max_upload_bytes: u64) -> u64 {
+    max_upload_bytes.saturating_add(1024 * 1024)
 }
 
 struct Form {
@@ -170,7 +182,11 @@ async fn read_form(
 ) -> Result<(), ApiError> {
     let malformed =
         |e: axum::extract::multipart::MultipartError| ApiError::Malformed(e.body_text());
-    while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
+    let stall = state.limits.body_timeout;
+    while let Some(mut field) = within(stall, multipart.next_field())
+        .await?
+        .map_err(malformed)?
+    {
         let name = field.name().unwrap_or("").to_string();
         match name.as_str() {
             "videoFile" | "file" => {
@@ -208,7 +224,7 @@ async fn read_form(
                 })?;
                 let mut writer = WriteMultipart::new_with_chunk_size(upload, UPLOAD_CHUNK_BYTES);
                 loop {
-                    let chunk = match field.chunk().await {
+                    let chunk = match within(stall, field.chunk()).await? {
                         Ok(Some(chunk)) => chunk,
                         Ok(None) => break,
                         Err(e) => {

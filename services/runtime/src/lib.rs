@@ -19,6 +19,8 @@ pub mod codec;
 pub mod consumer;
 pub mod db;
 pub mod duration;
+pub mod http_server;
+pub mod json;
 pub mod kafka;
 pub mod publisher;
 pub mod realtime;

@@ -92,6 +92,9 @@ pub enum ValidationError {
         attribute: &'static str,
         message: String,
     },
+    /// The record (key, value and headers) would exceed what the brokers accept.
+    #[error("the record would have {size} bytes; the largest accepted is {limit}")]
+    TooLarge { size: usize, limit: usize },
 }
 
 /// Why a validated event was not published.
@@ -127,6 +130,41 @@ impl PublishError {
 /// Longest attribute value (id, subject, source) accepted.
 pub const MAX_ATTRIBUTE_LEN: usize = 256;
 
+/// Longest W3C `tracestate` carried (the specification's own bound is 512 characters).
+pub const MAX_TRACESTATE_LEN: usize = 512;
+
+/// Largest record produced by default: librdkafka's `message.max.bytes`, below the broker's
+/// default `message.max.bytes` (1 MiB plus framing). A larger record would be refused by the
+/// client or the broker only after the event was accepted.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1_000_000;
+
+/// Bytes a record's headers and framing take beyond their values (names, lengths, the wire
+/// format's magic byte and schema id), rounded up.
+const RECORD_OVERHEAD_BYTES: usize = 256;
+
+fn check_trace_context(draft: &EventDraft) -> Result<(), ValidationError> {
+    if let Some(traceparent) = &draft.traceparent {
+        if !crate::cloudevents::is_valid_traceparent(traceparent) {
+            return Err(ValidationError::Attribute {
+                attribute: "traceparent",
+                message: "must be a W3C traceparent: 00-<32 hex>-<16 hex>-<2 hex>".into(),
+            });
+        }
+    }
+    match &draft.tracestate {
+        Some(state)
+            if state.len() > MAX_TRACESTATE_LEN
+                || !state.bytes().all(|b| (0x20..0x7f).contains(&b)) =>
+        {
+            Err(ValidationError::Attribute {
+                attribute: "tracestate",
+                message: format!("must be at most {MAX_TRACESTATE_LEN} printable ASCII characters"),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn check_attribute(attribute: &'static str, value: &Option<String>) -> Result<(), ValidationError> {
     match value {
         Some(v) if v.is_empty() || v.len() > MAX_ATTRIBUTE_LEN => Err(ValidationError::Attribute {
@@ -141,6 +179,22 @@ fn check_attribute(attribute: &'static str, value: &Option<String>) -> Result<()
     }
 }
 
+/// The size of the record an event becomes, from above: value, key and every header.
+fn record_size(draft: &EventDraft, datum_len: usize, key: Option<&str>) -> usize {
+    let text = |v: &Option<String>| v.as_ref().map_or(0, String::len);
+    RECORD_OVERHEAD_BYTES
+        + datum_len
+        + key.map_or(0, str::len)
+        + draft.event_type.len()
+        + text(&draft.id).max(36)
+        + text(&draft.subject)
+        + text(&draft.source).max(MAX_ATTRIBUTE_LEN)
+        + text(&draft.traceparent)
+        + text(&draft.tracestate)
+        + text(&draft.correlation_id)
+        + text(&draft.request_id)
+}
+
 /// Publishes events of one catalog.
 pub struct EventPublisher {
     catalog: Arc<Catalog>,
@@ -151,6 +205,8 @@ pub struct EventPublisher {
     /// Hard bound on one publish, enqueue to acknowledgement. librdkafka's own message timeout
     /// does not always apply to records already in flight to a broker that went away.
     publish_timeout: Duration,
+    /// Largest record (key, value, headers) validation lets through.
+    max_record_bytes: usize,
 }
 
 impl EventPublisher {
@@ -168,7 +224,14 @@ impl EventPublisher {
             source: source.into(),
             enqueue_timeout: Duration::from_secs(1),
             publish_timeout: Duration::from_secs(30),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
+    }
+
+    /// Refuses, at validation, events whose record would exceed `bytes`.
+    pub fn with_max_record_bytes(mut self, bytes: usize) -> EventPublisher {
+        self.max_record_bytes = bytes;
+        self
     }
 
     /// Bounds each publish to `timeout` (the producer's delivery timeout plus a margin); past it
@@ -196,6 +259,7 @@ impl EventPublisher {
         check_attribute("id", &draft.id)?;
         check_attribute("subject", &draft.subject)?;
         check_attribute("source", &draft.source)?;
+        check_trace_context(&draft)?;
         let schema_error = |errors| ValidationError::Schema {
             event_type: draft.event_type.clone(),
             errors,
@@ -227,6 +291,13 @@ impl EventPublisher {
                 path: format!("/{field}"),
                 message: "the partition key must be a non-null string".into(),
             }]));
+        }
+        let size = record_size(&draft, datum.len(), key.as_deref());
+        if size > self.max_record_bytes {
+            return Err(ValidationError::TooLarge {
+                size,
+                limit: self.max_record_bytes,
+            });
         }
         Ok(ValidatedEvent {
             metadata: EventMetadata {

@@ -33,7 +33,9 @@ use apache_avro::schema::{Name, ResolvedSchema, Schema, UuidSchema};
 use chrono::{DateTime, SecondsFormat};
 use serde_json::{Map, Number, Value as Json};
 
-use super::{clip, json_kind, named_types, FieldError, MAX_FIELD_ERRORS};
+use super::{
+    clip, is_storable_text, json_kind, named_types, FieldError, MAX_FIELD_ERRORS, NUL_REFUSED,
+};
 
 /// The schema uses something the direct codec does not handle; use the `Value` path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -755,6 +757,9 @@ impl<'a> Encoder<'a> {
                 }
                 None => false,
             },
+            (Node::String, Json::String(s)) if !is_storable_text(s) => {
+                self.fail(|| NUL_REFUSED.to_string())
+            }
             (Node::String, Json::String(s)) => {
                 write_str(out, s);
                 true
@@ -829,7 +834,11 @@ impl<'a> Encoder<'a> {
                 for (key, item) in entries {
                     write_str(out, key);
                     self.path.push(Segment::Key(key));
-                    ok &= self.encode(*values, item, out);
+                    ok &= if is_storable_text(key) {
+                        self.encode(*values, item, out)
+                    } else {
+                        self.fail(|| format!("a map key {NUL_REFUSED}"))
+                    };
                     self.path.pop();
                 }
                 out.push(0);

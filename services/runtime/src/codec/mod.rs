@@ -31,6 +31,16 @@ pub struct FieldError {
 /// Most violations reported for one event; past this the client has enough to fix it.
 pub const MAX_FIELD_ERRORS: usize = 32;
 
+/// Why a string holding U+0000 is refused: Avro carries it, but PostgreSQL text (where the
+/// consumer groups project events) cannot, so such an event could be accepted and then never
+/// stored. Refusing it at the door keeps one client's byte from reaching a group at all.
+pub const NUL_REFUSED: &str = "must not contain U+0000 (NUL): the pipeline's stores cannot keep it";
+
+/// Whether a string may travel through the pipeline (see [`NUL_REFUSED`]).
+pub fn is_storable_text(text: &str) -> bool {
+    !text.as_bytes().contains(&0)
+}
+
 /// Converts `data` to an Avro value of `schema`, or lists what is wrong with it.
 pub fn json_to_avro(schema: &Schema, data: &Json) -> Result<Value, Vec<FieldError>> {
     let mut converter = Converter {
@@ -138,6 +148,9 @@ impl<'a> Converter<'a> {
                 }
             }
             (Schema::Double, Json::Number(n)) => n.as_f64().map(Value::Double),
+            (Schema::String, Json::String(s)) if !is_storable_text(s) => {
+                self.fail(path, NUL_REFUSED.to_string())
+            }
             (Schema::String, Json::String(s)) => Some(Value::String(s.clone())),
             (Schema::Uuid(UuidSchema::String), Json::String(s)) => match uuid::Uuid::parse_str(s) {
                 Ok(id) => Some(Value::Uuid(id)),
@@ -181,7 +194,9 @@ impl<'a> Converter<'a> {
                 let mut out = HashMap::with_capacity(entries.len());
                 for (key, item) in entries {
                     let len = push_segment(path, key);
-                    if let Some(v) = self.convert(&map.types, item, path) {
+                    if !is_storable_text(key) {
+                        self.fail(path, format!("a map key {NUL_REFUSED}"));
+                    } else if let Some(v) = self.convert(&map.types, item, path) {
                         out.insert(key.clone(), v);
                     }
                     path.truncate(len);
@@ -442,6 +457,42 @@ mod tests {
         for (key, value) in expected.as_object().unwrap() {
             assert_eq!(&json[key], value, "field {key}");
         }
+    }
+
+    #[test]
+    fn a_nul_anywhere_in_text_is_refused_with_its_path_by_both_encoders() {
+        let schema = schema();
+        let mut data = valid();
+        data["caption"] = json!("a\u{0}b");
+        data["tags"] = json!(["ok", "\u{0}"]);
+        data["renditions"][0]["name"] = json!("720\u{0}p");
+        data["meta"] = json!({"k\u{0}": "v", "codec": "h\u{0}"});
+        let mut expected = vec![
+            "/caption",
+            "/tags/1",
+            "/renditions/0/name",
+            "/meta/k\u{0}",
+            "/meta/codec",
+        ];
+        expected.sort();
+        let paths = |errors: Vec<FieldError>| {
+            assert!(
+                errors.iter().all(|e| e.message.contains("U+0000")),
+                "{errors:?}"
+            );
+            let mut paths: Vec<String> = errors.into_iter().map(|e| e.path).collect();
+            paths.sort();
+            paths
+        };
+        assert_eq!(paths(json_to_avro(&schema, &data).unwrap_err()), expected);
+        let compiled = CompiledSchema::new(&schema).unwrap();
+        let direct = compiled.encode_json(&data, &mut Vec::new()).unwrap_err();
+        assert_eq!(paths(direct), expected);
+        // Other control characters are data like any other.
+        let mut fine = valid();
+        fine["caption"] = json!("tab\tand\u{1}");
+        assert!(json_to_avro(&schema, &fine).is_ok());
+        assert!(compiled.encode_json(&fine, &mut Vec::new()).is_ok());
     }
 
     #[test]
