@@ -246,6 +246,9 @@ pub(crate) struct TokenArgs {
     /// Grant access to admin routes.
     #[arg(long)]
     pub(crate) admin: bool,
+    /// Let the bearer act for other users (name another author of an upload).
+    #[arg(long)]
+    pub(crate) on_behalf: bool,
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     pub(crate) ttl_secs: u64,

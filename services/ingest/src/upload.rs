@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{SecondsFormat, Utc};
+use circulatory::auth::Claims;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, WriteMultipart};
 use serde::Serialize;
@@ -94,7 +95,7 @@ pub async fn upload(
                 "kafka unreachable (health watcher)",
             ));
         }
-        accept(&state, &correlation, multipart).await
+        accept(&state, &correlation, &claims, multipart).await
     }
     .await;
     respond(result, &correlation)
@@ -120,6 +121,7 @@ struct Form {
 async fn accept(
     state: &AppState,
     correlation: &Correlation,
+    claims: &Claims,
     mut multipart: Multipart,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
@@ -134,7 +136,12 @@ async fn accept(
         mentions: Vec::new(),
         author_id: None,
     };
-    let outcome = read_form(state, &mut multipart, &mut form).await;
+    let outcome = read_form(state, &mut multipart, &mut form)
+        .await
+        .and_then(|()| {
+            form.author_id = Some(author(claims, form.author_id.as_deref())?);
+            Ok(())
+        });
     let outcome = match outcome {
         Ok(()) => produce(state, correlation, &form).await,
         Err(e) => Err(e),
@@ -264,7 +271,7 @@ async fn read_form(
                 state.metrics.uploads_bytes.inc_by(form.size);
             }
             "caption" | "hashtags" | "mentions" | "authorId" => {
-                let text = read_text(&mut field).await?;
+                let text = within(stall, read_text(&mut field)).await??;
                 match name.as_str() {
                     "caption" => {
                         if text.chars().count() > MAX_CAPTION_CHARS {
@@ -321,6 +328,20 @@ async fn read_text(field: &mut axum::extract::multipart::Field<'_>) -> Result<St
         }
     }
     String::from_utf8(bytes).map_err(|_| ApiError::Malformed("form fields must be UTF-8".into()))
+}
+
+/// Who the upload is attributed to. A token acts as its own `sub` (a user's token carries the
+/// user's id), so naming another `authorId` is refused unless the token's `on_behalf` claim says
+/// its client may act for other users (a trusted backend); such a client names the author.
+fn author(claims: &Claims, named: Option<&str>) -> Result<String, ApiError> {
+    match named.filter(|n| !n.is_empty()) {
+        Some(named) if named != claims.sub && !claims.on_behalf => Err(ApiError::Forbidden(format!(
+            "`{}` may upload only as itself; naming another authorId needs a token with the on_behalf claim",
+            claims.sub
+        ))),
+        Some(named) => Ok(named.to_string()),
+        None => Ok(claims.sub.clone()),
+    }
 }
 
 /// `#travel #sunset`, `travel, sunset` → `[travel, sunset]`.
@@ -406,5 +427,20 @@ mod tests {
         );
         assert_eq!(split_tags(" a, b ", '#'), ["a", "b"]);
         assert!(split_tags("", '@').is_empty());
+    }
+
+    #[test]
+    fn a_user_uploads_as_itself_and_only_a_delegate_names_another_author() {
+        let user = "5b1f3c1e-2a4b-4c6d-8e9f-0a1b2c3d4e5f";
+        let other = "0b0c3f0e-8e4c-4a57-9a51-1f2d7f8f5a10";
+        let mut claims = circulatory::auth::claims_for(user, std::time::Duration::from_secs(60));
+        assert_eq!(author(&claims, None).unwrap(), user);
+        assert_eq!(author(&claims, Some(user)).unwrap(), user);
+        assert!(matches!(
+            author(&claims, Some(other)),
+            Err(ApiError::Forbidden(_))
+        ));
+        claims.on_behalf = true;
+        assert_eq!(author(&claims, Some(other)).unwrap(), other);
     }
 }

@@ -492,19 +492,68 @@ fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+/// Uploads as a trusted backend that may name any author (`on_behalf`).
 async fn upload(api: &Api, parts: &[Part<'_>]) -> Reply {
+    let mut claims = circulatory::auth::claims_for("studio-app", Duration::from_secs(600));
+    claims.events = vec!["video.uploaded".into()];
+    claims.on_behalf = true;
+    let studio = circulatory::auth::mint_hs256(support::SECRET.as_bytes(), &claims).unwrap();
+    upload_with(api, &studio, parts).await
+}
+
+async fn upload_with(api: &Api, token: &str, parts: &[Part<'_>]) -> Reply {
     let (content_type, body) = multipart(parts);
     api.send(
         Request::post("/v1/videos")
             .header("content-type", content_type)
-            .header(
-                "authorization",
-                bearer(&token("studio-app", &["video.uploaded"])),
-            )
+            .header("authorization", bearer(token))
             .body(Body::from(body))
             .unwrap(),
     )
     .await
+}
+
+#[tokio::test]
+async fn a_user_uploads_only_as_itself() {
+    let api = api(&["video.uploaded"]).await;
+    let user = uuid::Uuid::new_v4().to_string();
+    let someone_else = uuid::Uuid::new_v4().to_string();
+    let user_token = token(&user, &["video.uploaded"]);
+    let impersonation = upload_with(
+        &api,
+        &user_token,
+        &[
+            ("videoFile", Some(("a.mp4", "video/mp4")), b"v"),
+            ("authorId", None, someone_else.as_bytes()),
+        ],
+    )
+    .await;
+    assert_problem(&impersonation, 403, 40301);
+    let topic = api.env.topic_of("video.uploaded");
+    assert_eq!(
+        count_records(&api, &topic).await,
+        0,
+        "a refused upload produced"
+    );
+    let own = upload_with(
+        &api,
+        &user_token,
+        &[("videoFile", Some(("a.mp4", "video/mp4")), b"v")],
+    )
+    .await;
+    assert_eq!(own.status, StatusCode::ACCEPTED, "{}", own.body);
+    let record = read_records(&api.env.kafka, &topic, 1, Duration::from_secs(20))
+        .await
+        .remove(0);
+    let data = avro_to_json(
+        &api.env
+            .registry
+            .decode(record.payload().unwrap())
+            .await
+            .unwrap()
+            .value,
+    );
+    assert_eq!(data["authorId"], user, "the author is the token's user");
 }
 
 #[tokio::test]

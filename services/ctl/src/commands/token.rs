@@ -18,6 +18,7 @@ pub(crate) fn run(args: TokenArgs) -> Outcome {
     claims.events = args.events;
     claims.domains = args.domains;
     claims.admin = args.admin;
+    claims.on_behalf = args.on_behalf;
     let token = mint_hs256(args.secret.as_bytes(), &claims).map_err(Failure::Usage)?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)
