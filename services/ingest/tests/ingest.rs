@@ -763,6 +763,18 @@ async fn past_the_concurrency_bound_requests_are_shed_with_503() {
         "{answer}"
     );
     assert!(answer.contains("50304"), "{answer}");
+    let request_id = answer
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("x-request-id: ")
+                .map(str::to_string)
+        })
+        .expect("a request id");
+    assert!(
+        answer.contains(&format!("\"instance\":\"{}\"", request_id.trim())),
+        "the shed request's problem names its request id: {answer}"
+    );
     // Probes stay outside the bound.
     let mut probe = tokio::net::TcpStream::connect(address).await.unwrap();
     probe

@@ -37,6 +37,28 @@ impl Reply {
 
 /// Starts the API with extra flags, creating the main topics of `domains` first.
 pub(crate) async fn api_with(topics_for: &[&str], extra: &[&str]) -> Api {
+    let (env, config, objects) = configured(topics_for, extra).await;
+    let service = circulatory_ingest::build(&config)
+        .await
+        .expect("service builds");
+    let router = circulatory_ingest::app(
+        service.state,
+        config.max_concurrency,
+        config.request_timeout(),
+    );
+    Api {
+        env,
+        router,
+        config,
+        objects,
+    }
+}
+
+/// A fresh namespace with the main topics of `topics_for`, and the API's configuration for it.
+pub(crate) async fn configured(
+    topics_for: &[&str],
+    extra: &[&str],
+) -> (TestEnv, Config, std::path::PathBuf) {
     let env = TestEnv::new();
     let topics: Vec<String> = topics_for.iter().map(|t| env.topic_of(t)).collect();
     let mut unique: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -70,20 +92,7 @@ pub(crate) async fn api_with(topics_for: &[&str], extra: &[&str]) -> Api {
     args.extend(extra.iter().map(|s| s.to_string()));
     let config = Config::try_parse_from(args).expect("valid flags");
     assert!(config.problems().is_empty(), "{:?}", config.problems());
-    let service = circulatory_ingest::build(&config)
-        .await
-        .expect("service builds");
-    let router = circulatory_ingest::app(
-        service.state,
-        config.max_concurrency,
-        config.request_timeout(),
-    );
-    Api {
-        env,
-        router,
-        config,
-        objects,
-    }
+    (env, config, objects)
 }
 
 pub(crate) async fn api(topics_for: &[&str]) -> Api {
