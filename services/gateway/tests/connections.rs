@@ -4,26 +4,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use circulatory_testkit::closed_after;
+
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// How long until the server closes `stream`.
-async fn closed_after(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    let mut sink = [0u8; 1024];
-    tokio::time::timeout(limit, async {
-        loop {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => return started.elapsed(),
-                Ok(_) => continue,
-            }
-        }
-    })
-    .await
-    .ok()
-}
 
 #[tokio::test]
 async fn silent_partial_and_idle_connections_are_closed_but_a_websocket_is_not() {

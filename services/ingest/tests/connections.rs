@@ -6,6 +6,8 @@
 
 mod support;
 
+use circulatory_testkit::closed_after;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -101,22 +103,6 @@ async fn response(stream: &mut TcpStream) -> (u16, String) {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// How long until the server closes `stream` (reading and discarding whatever it sends).
-async fn closed_after(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
-    let started = Instant::now();
-    let mut sink = [0u8; 1024];
-    tokio::time::timeout(limit, async {
-        loop {
-            match stream.read(&mut sink).await {
-                Ok(0) | Err(_) => return started.elapsed(),
-                Ok(_) => continue,
-            }
-        }
-    })
-    .await
-    .ok()
 }
 
 fn sample() -> Value {

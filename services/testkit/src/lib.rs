@@ -243,6 +243,24 @@ pub async fn read_records(
     out
 }
 
+/// How long until the server at the other end closes `stream` (what it sends meanwhile is read
+/// and dropped); `None` if it is still open after `limit`.
+pub async fn closed_after(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut sink = [0u8; 1024];
+    tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
 /// Whether `topic` holds no record at all.
 pub async fn is_empty(kafka: &KafkaConfig, topic: &str) -> bool {
     count_records(kafka, topic).await == 0

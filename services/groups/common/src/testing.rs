@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::deps::Deps;
 use crate::runner::Register;
+use circulatory::consumer::telemetry::GroupMetrics;
 use circulatory::consumer::{ConsumerGroup, GroupSettings};
 use circulatory_testkit::TestEnv;
 use redis::aio::ConnectionManager;
@@ -78,8 +79,44 @@ pub async fn start_with<O>(
     options: O,
     settings: GroupSettings,
 ) -> Running {
+    launch(env, deps, group, register, options, settings, None).await
+}
+
+/// Like [`start_with`], and returns the group's metrics (breaker, paused partitions, counts) for
+/// the test to watch.
+pub async fn start_observed<O>(
+    env: &TestEnv,
+    deps: &Deps,
+    group: &str,
+    register: Register<O>,
+    options: O,
+    settings: GroupSettings,
+) -> (Running, GroupMetrics) {
+    let metrics = GroupMetrics::new(&Default::default());
+    let running = launch(
+        env,
+        deps,
+        group,
+        register,
+        options,
+        settings,
+        Some(metrics.clone()),
+    )
+    .await;
+    (running, metrics)
+}
+
+async fn launch<O>(
+    env: &TestEnv,
+    deps: &Deps,
+    group: &str,
+    register: Register<O>,
+    options: O,
+    settings: GroupSettings,
+    metrics: Option<GroupMetrics>,
+) -> Running {
     env.create_group_topics(group).await;
-    let consumer = ConsumerGroup::new(
+    let mut consumer = ConsumerGroup::new(
         env.catalog.clone(),
         group,
         env.kafka.clone(),
@@ -88,6 +125,9 @@ pub async fn start_with<O>(
     .expect("group")
     .redis(deps.redis.clone())
     .settings(settings);
+    if let Some(metrics) = metrics {
+        consumer = consumer.metrics(metrics);
+    }
     let consumer = register(consumer, deps, options);
     let stop = CancellationToken::new();
     let task = tokio::spawn(consumer.run(stop.clone()));

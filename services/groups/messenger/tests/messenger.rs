@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use circulatory::consumer::retry::header as retry_header;
 use circulatory::consumer::telemetry::GroupMetrics;
-use circulatory::consumer::ConsumerGroup;
 
 use circulatory::realtime::RealtimeMessage;
 use circulatory_group_messenger::{offline_notification_id, received_channel, register, GROUP};
@@ -425,22 +424,16 @@ async fn a_message_postgres_refuses_is_dead_lettered_at_once_and_the_breaker_sta
     // The valid message below goes to an offline recipient: it emits a notification.
     env.create_topics_if_missing(&[&env.topic_of("notification.created")])
         .await;
-    env.create_group_topics(GROUP).await;
     // The group as `support::start` runs it (default breaker: 5 failures, 60 s), with metrics.
-    let metrics = GroupMetrics::new(&Default::default());
-    let consumer = ConsumerGroup::new(
-        env.catalog.clone(),
+    let (group, metrics) = support::start_observed(
+        &env,
+        &deps,
         GROUP,
-        env.kafka.clone(),
-        env.registry.clone(),
+        register,
+        NoOptions {},
+        support::settings(),
     )
-    .expect("group")
-    .redis(deps.redis.clone())
-    .settings(support::settings())
-    .metrics(metrics.clone());
-    let consumer = register(consumer, &deps, NoOptions {});
-    let stop = Default::default();
-    let task = tokio::spawn(consumer.run(Clone::clone(&stop)));
+    .await;
     let watch = Watch::start(&metrics);
     let publisher = env.publisher();
 
@@ -538,10 +531,7 @@ async fn a_message_postgres_refuses_is_dead_lettered_at_once_and_the_breaker_sta
     .await;
     let stored_after = sent_at.elapsed();
     let (breaker, paused) = watch.finish().await;
-    stop.cancel();
-    task.await
-        .expect("group task")
-        .expect("group stopped cleanly");
+    group.stop().await;
 
     assert_eq!(
         breaker, 0,

@@ -11,8 +11,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use circulatory::consumer::retry::header as retry_header;
-use circulatory::consumer::telemetry::GroupMetrics;
-use circulatory::consumer::{ConsumerGroup, GroupSettings};
+use circulatory::consumer::GroupSettings;
 use circulatory_group_messenger::{register, GROUP};
 use circulatory_groups::runner::NoOptions;
 use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
@@ -106,28 +105,17 @@ async fn postgres_down_opens_the_breaker_parks_the_events_and_the_group_recovers
     env.create_group_topics(GROUP).await;
     let partitions = group_partitions(&env).await;
     assert!(partitions > 0);
-    let metrics = GroupMetrics::new(&Default::default());
-    let breaker = metrics.breaker.with_label_values(&["postgres"]);
-    let paused = metrics.paused.clone();
-    let failed = metrics.failed.with_label_values(&["message.sent"]);
     let cool_down = Duration::from_secs(1);
-    let consumer = ConsumerGroup::new(
-        env.catalog.clone(),
-        GROUP,
-        env.kafka.clone(),
-        env.registry.clone(),
-    )
-    .expect("group")
-    .redis(deps.redis.clone())
-    .settings(GroupSettings {
+    let settings = GroupSettings {
         breaker_threshold: THRESHOLD,
         breaker_cool_down: cool_down,
         ..support::settings()
-    })
-    .metrics(metrics.clone());
-    let consumer = register(consumer, &deps, NoOptions {});
-    let stop = Default::default();
-    let task = tokio::spawn(consumer.run(Clone::clone(&stop)));
+    };
+    let (group, metrics) =
+        support::start_observed(&env, &deps, GROUP, register, NoOptions {}, settings).await;
+    let breaker = metrics.breaker.with_label_values(&["postgres"]);
+    let paused = metrics.paused.clone();
+    let failed = metrics.failed.with_label_values(&["message.sent"]);
     let publisher = env.publisher();
 
     // Warm up: the group is assigned and stores messages.
@@ -267,10 +255,7 @@ async fn postgres_down_opens_the_breaker_parks_the_events_and_the_group_recovers
         || async { stored(&deps, &after).await.then_some(()) },
     )
     .await;
-    stop.cancel();
-    task.await
-        .expect("group task")
-        .expect("group stopped cleanly");
+    group.stop().await;
     assert_eq!(
         count_records(&env.kafka, &dlq).await,
         0,
