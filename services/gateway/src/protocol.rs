@@ -19,7 +19,8 @@
 //! ```
 //!
 //! Messages carry the event type (always dotted) and the concrete channel they came from:
-//! `{"channel", "type", "id", "time", "data"}` (`time`: RFC 3339 with milliseconds, set at publish).
+//! `{"channel", "type", "id", "correlationId"?, "time", "data"}` (`time`: RFC 3339 with
+//! milliseconds, set at publish).
 
 use std::borrow::Cow;
 
@@ -127,9 +128,10 @@ pub struct MessageFrame {
     pub published_ms: Option<i64>,
 }
 
-/// Turns a Redis payload `{"type", "id", "time", "data"}` into the client frame by adding the
-/// concrete channel. The payload must be a JSON object with a `type`; anything else is not
-/// forwarded (`None`). The rest of the payload is passed through byte for byte.
+/// Turns a Redis payload `{"type", "id", "correlationId"?, "time", "data"}` into the client
+/// frame by adding the concrete channel. The payload must be a JSON object with a `type`;
+/// anything else is not forwarded (`None`). The rest of the payload is passed through byte for
+/// byte.
 pub fn message_frame(channel: &str, payload: &[u8]) -> Option<MessageFrame> {
     let head: Head = serde_json::from_slice(payload).ok()?;
     let published_ms = head

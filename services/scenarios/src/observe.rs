@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone)]
 pub struct Received {
     pub channel: String,
-    /// The message, when it has the `{"type", "id", "time", "data"}` shape.
+    /// The message, when it has the `{"type", "id", "correlationId"?, "time", "data"}` shape.
     pub message: Option<RealtimeMessage>,
     pub payload: String,
     pub at: Instant,
