@@ -177,6 +177,42 @@ async fn a_generated_hostile_corpus_over_every_type_is_refused_precisely_and_pro
     eprintln!("{} hostile cases refused as expected", cases.len());
 }
 
+/// An event within the event limit whose record (value, key, headers) would still exceed what
+/// the brokers take is a 413 before anything is produced, not a 500 from the producer.
+#[tokio::test]
+async fn an_event_whose_record_exceeds_the_broker_limit_is_refused_before_producing() {
+    let api = api_with(
+        &["search.performed"],
+        &[
+            "--max-event-bytes",
+            "1048576",
+            "--max-body-bytes",
+            "2097152",
+        ],
+    )
+    .await;
+    let mut data = api.sample("search.performed");
+    data["query"] = Value::String("q".repeat(1_000_100));
+    let reply = api
+        .post_json(&serde_json::json!({"type": "search.performed", "data": data}))
+        .await;
+    assert_eq!(reply.status.as_u16(), 413, "{}", reply.body);
+    assert_eq!(reply.body["error_code"], 41301);
+    assert!(
+        reply.body["detail"].as_str().unwrap().contains("record"),
+        "{}",
+        reply.body
+    );
+    let topic = api.env.topic_of("search.performed");
+    assert!(circulatory_testkit::is_empty(&api.env.kafka, &topic).await);
+    // Just under the limit, the same event is produced.
+    data["query"] = Value::String("q".repeat(990_000));
+    let reply = api
+        .post_json(&serde_json::json!({"type": "search.performed", "data": data}))
+        .await;
+    assert_eq!(reply.status.as_u16(), 202, "{}", reply.body);
+}
+
 /// The corpus's checks fail when they should: a valid event is not a refusal.
 #[tokio::test]
 async fn the_checks_reject_an_accepted_event() {
