@@ -17,7 +17,10 @@ daemonize no
 logfile ""
 dir "$dir"
 save 3600 1 300 100 60 10000
-appendonly no
+# The ingest's idempotency window lives here: every write is logged and fsynced each second, so a
+# crash forgets at most the last second of keys.
+appendonly yes
+appendfsync everysec
 proc-title-template "{title} {listen-addr} {server-mode} {config-file}"
 EOF
   start_bg redis "$dir" "$dir/redis.conf" "$REDIS_PORT" redis-server "$dir/redis.conf"

@@ -310,6 +310,22 @@ async fn handle(
         ));
     }
 
+    // Redis keeps the idempotency keys and carries the ephemeral broadcasts: known down, the
+    // answer is an immediate 503 rather than a wait for its timeout.
+    let broadcasts_any = validated.iter().any(|e| e.event.topic.is_none());
+    if (!units.is_empty() || broadcasts_any) && !state.health.redis_up() {
+        let public = if units.is_empty() {
+            "the realtime hub is unavailable; retry later"
+        } else {
+            "the idempotency store is unavailable; retry later"
+        };
+        return Err(ApiError::unavailable(
+            public,
+            code::REDIS_UNAVAILABLE,
+            "redis unreachable (health watcher)",
+        ));
+    }
+
     // Idempotency.
     let mut results: Vec<Option<EventResult>> = vec![None; validated.len()];
     let mut tickets: Vec<(Ticket, Vec<usize>, bool)> = Vec::new();

@@ -1,6 +1,7 @@
 //! Dependency health, watched in the background so requests never wait on a probe: `/readyz`
-//! reports it, and publishing fails fast with 503 while Kafka is unreachable instead of letting
-//! every request run into the delivery timeout.
+//! reports it, and a request fails fast with 503 while a dependency it needs is unreachable
+//! (Kafka for stored events, Redis for idempotency keys, ephemeral broadcasts and feeds) instead
+//! of running into a timeout.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,6 +35,10 @@ impl HealthReport {
 impl Health {
     pub fn kafka_up(&self) -> bool {
         self.kafka.load(Ordering::Relaxed)
+    }
+
+    pub fn redis_up(&self) -> bool {
+        self.redis.load(Ordering::Relaxed)
     }
 
     pub fn report(&self) -> HealthReport {

@@ -157,6 +157,13 @@ async fn read_after(
     after: Option<&Entry>,
     count: usize,
 ) -> Result<Vec<Entry>, ApiError> {
+    if !state.health.redis_up() {
+        return Err(ApiError::unavailable(
+            "the feed store is unavailable; retry later",
+            crate::problem::code::REDIS_UNAVAILABLE,
+            "redis unreachable (health watcher)",
+        ));
+    }
     let mut redis = state.redis.clone();
     let Some((member, score)) = after else {
         return redis::cmd("ZREVRANGEBYSCORE")
