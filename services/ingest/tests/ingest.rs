@@ -492,6 +492,17 @@ fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+/// A record's value as the JSON form of its Avro data.
+async fn decoded_data(api: &Api, record: &rdkafka::message::OwnedMessage) -> Value {
+    let decoded = api
+        .env
+        .registry
+        .decode(record.payload().unwrap())
+        .await
+        .unwrap();
+    avro_to_json(&decoded.value)
+}
+
 /// Uploads as a trusted backend that may name any author (`on_behalf`).
 async fn upload(api: &Api, parts: &[Part<'_>]) -> Reply {
     let mut claims = circulatory::auth::claims_for("studio-app", Duration::from_secs(600));
@@ -545,14 +556,7 @@ async fn a_user_uploads_only_as_itself() {
     let record = read_records(&api.env.kafka, &topic, 1, Duration::from_secs(20))
         .await
         .remove(0);
-    let data = avro_to_json(
-        &api.env
-            .registry
-            .decode(record.payload().unwrap())
-            .await
-            .unwrap()
-            .value,
-    );
+    let data = decoded_data(&api, &record).await;
     assert_eq!(data["authorId"], user, "the author is the token's user");
 }
 
@@ -590,14 +594,7 @@ async fn an_upload_is_stored_and_announced_then_answered_with_202() {
         .await
         .remove(0);
     assert_eq!(record.key(), Some(video_id.as_bytes()));
-    let data = avro_to_json(
-        &api.env
-            .registry
-            .decode(record.payload().unwrap())
-            .await
-            .unwrap()
-            .value,
-    );
+    let data = decoded_data(&api, &record).await;
     assert_eq!(data["authorId"], author);
     assert_eq!(data["sizeBytes"], 300_000);
     assert_eq!(data["objectKey"], format!("videos/{video_id}/original.mp4"));
