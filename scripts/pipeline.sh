@@ -78,7 +78,9 @@ start_services() {
     if [[ -f $pidf ]] && kill -0 "$(<"$pidf")" 2>/dev/null; then
       continue
     fi
-    (CIRC_HANDLER_LISTEN=127.0.0.1:$(service_port "$name") \
+    # One replica of each: a stable instance id makes a restarted group take its partitions
+    # back at once (static membership); a second copy started by hand needs its own.
+    (CIRC_HANDLER_LISTEN=127.0.0.1:$(service_port "$name") CIRC_INSTANCE_ID=$name-0 \
       exec setsid nohup "$binary" >>"$STATE_DIR/logs/$name.log" 2>&1 </dev/null) &
     echo $! >"$pidf"
     printf 'started %s (pid %s, log .stack/logs/%s.log)\n' "$name" "$!" "$name" >&2

@@ -78,6 +78,16 @@ pub struct Config<O: clap::Args> {
     /// How long shutdown and revocation wait for in-flight events, in seconds.
     #[arg(long, env = "CIRC_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
     pub drain_timeout_secs: u64,
+    /// A stable id for this replica, unique in its group (Kubernetes: the pod name). Turns on
+    /// static membership: restarted under the same id, the replica takes its partitions back at
+    /// once rather than after the session timeout. Without it every start is a new member.
+    #[arg(long, env = "CIRC_INSTANCE_ID", value_parser = parse_instance_id)]
+    pub instance_id: Option<String>,
+    /// How long Kafka waits for a silent member before giving its partitions to others, in
+    /// seconds. With static membership this is also how long a replica that stopped for good
+    /// holds its partitions.
+    #[arg(long, env = "CIRC_SESSION_TIMEOUT_SECS", default_value_t = 30)]
+    pub session_timeout_secs: u64,
     /// The group's own flags.
     #[command(flatten)]
     pub options: O,
@@ -143,14 +153,23 @@ async fn run<O: clap::Args>(
             return ExitCode::from(69);
         }
     };
-    let instance = format!("{group}-{}", std::process::id());
-    let kafka = KafkaConfig::new(config.bootstrap.clone(), instance);
+    let client_id = match &config.instance_id {
+        Some(instance) => format!("{group}-{instance}"),
+        None => format!("{group}-{}", std::process::id()),
+    };
+    let kafka = KafkaConfig::new(config.bootstrap.clone(), client_id);
     let metrics_registry = prometheus::Registry::new();
     let settings = GroupSettings {
         max_in_flight: config.max_in_flight,
         drain_timeout: Duration::from_secs(config.drain_timeout_secs),
+        session_timeout: Duration::from_secs(config.session_timeout_secs),
+        instance_id: config.instance_id.clone(),
         ..GroupSettings::default()
     };
+    if let Err(e) = check_timeouts(&settings) {
+        eprintln!("{group}: {e}");
+        return ExitCode::from(64);
+    }
     let consumer = match ConsumerGroup::new(catalog, group, kafka, registry) {
         Ok(consumer) => consumer
             .redis(deps.redis.clone())
@@ -196,6 +215,33 @@ async fn run<O: clap::Args>(
             tracing::error!(group, error = %e, "consumer group stopped");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The broker accepts session timeouts of 6 s to 30 min by default; the drain must end first, so
+/// a slow handler never gets this member evicted while it stops.
+fn check_timeouts(settings: &GroupSettings) -> Result<(), String> {
+    let session = settings.session_timeout;
+    if session < Duration::from_secs(6) || session > Duration::from_secs(1800) {
+        return Err("the session timeout must be 6 to 1800 seconds".into());
+    }
+    if settings.drain_timeout >= session {
+        return Err("the drain timeout must be shorter than the session timeout".into());
+    }
+    Ok(())
+}
+
+/// Kafka allows up to 249 characters; a pod name is at most 63.
+fn parse_instance_id(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= 200
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if valid {
+        Ok(value.to_string())
+    } else {
+        Err("1 to 200 characters among letters, digits, '-', '_' and '.'".into())
     }
 }
 

@@ -1,7 +1,8 @@
 //! PostgreSQL really stops while messenger runs: the failures are dependency failures, the
 //! `postgres` breaker opens and the group parks the event (every partition paused) instead of
 //! climbing the retry ladder into the dead letters; once PostgreSQL is back the group recovers by
-//! itself and every message is stored, nothing dead-lettered.
+//! itself and every message is stored, nothing dead-lettered. The outage lasts 10 s and the
+//! breaker's growing cool-down has the parked messages stored within 5 s of PostgreSQL's return.
 //!
 //! This test stops the local stack's PostgreSQL (`scripts/stack stop postgres`), so it lives
 //! alone in its own test binary; PostgreSQL is started again even if the test fails.
@@ -98,6 +99,7 @@ async fn group_partitions(env: &TestEnv) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_down_opens_the_breaker_parks_the_events_and_the_group_recovers_by_itself() {
     const THRESHOLD: u32 = 3;
+    const OUTAGE: Duration = Duration::from_secs(10);
     let env = TestEnv::new();
     let deps = support::deps(&env).await;
     env.create_topics_if_missing(&[&env.topic_of("notification.created")])
@@ -105,10 +107,11 @@ async fn postgres_down_opens_the_breaker_parks_the_events_and_the_group_recovers
     env.create_group_topics(GROUP).await;
     let partitions = group_partitions(&env).await;
     assert!(partitions > 0);
-    let cool_down = Duration::from_secs(1);
+    // The production cool-downs: 1 s, growing 1.5 times per failed trial, up to 60 s.
     let settings = GroupSettings {
         breaker_threshold: THRESHOLD,
-        breaker_cool_down: cool_down,
+        breaker_first_cool_down: Duration::from_secs(1),
+        breaker_cool_down: Duration::from_secs(60),
         ..support::settings()
     };
     let (group, metrics) =
@@ -220,6 +223,8 @@ async fn postgres_down_opens_the_breaker_parks_the_events_and_the_group_recovers
     );
     assert_eq!(paused.get(), partitions, "a partition resumed");
     phases.push(("two trials failed", down_at.elapsed()));
+    // A 10 s outage: the target is processing again within 5 s of PostgreSQL's return.
+    tokio::time::sleep(OUTAGE.saturating_sub(down_at.elapsed())).await;
     let outage = down_at.elapsed();
 
     stack_async(&["start", "postgres"]).await;
@@ -233,6 +238,10 @@ async fn postgres_down_opens_the_breaker_parks_the_events_and_the_group_recovers
         .await;
     }
     let recovered_in = up_at.elapsed();
+    assert!(
+        recovered_in < Duration::from_secs(5),
+        "the parked messages were stored {recovered_in:?} after PostgreSQL was back"
+    );
     eventually(
         "the breaker closed and every partition resumed",
         Duration::from_secs(10),
