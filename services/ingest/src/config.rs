@@ -86,8 +86,19 @@ pub struct Config {
     /// uploads, the longest wait for the next piece of the body.
     #[arg(long, env = "CIRC_INGEST_BODY_TIMEOUT_MS", default_value_t = 10_000)]
     pub body_timeout_ms: u64,
-    /// How long a record may wait for the broker's acknowledgement, in milliseconds.
-    #[arg(long, env = "CIRC_INGEST_DELIVERY_TIMEOUT_MS", default_value_t = 5_000)]
+    /// How long a request waits for the broker's acknowledgement of its events, in
+    /// milliseconds. Past it the answer is a 503 `kafka_unconfirmed`: the events may still be
+    /// written, and a retry with the same ids (or Idempotency-Key) gets their outcome.
+    #[arg(long, env = "CIRC_INGEST_ACK_TIMEOUT_MS", default_value_t = 5_000)]
+    pub ack_timeout_ms: u64,
+    /// How long the producer keeps trying a record, in milliseconds; the event ids of a request
+    /// answered `kafka_unconfirmed` stay claimed this long (plus a margin) so that a retry never
+    /// writes an event a second time while the first attempt can still land.
+    #[arg(
+        long,
+        env = "CIRC_INGEST_DELIVERY_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
     pub delivery_timeout_ms: u64,
     /// How long the producer waits to fill a batch, in milliseconds. Zero for the HTTP path: every
     /// request waits it out at low rates (5 ms measured 6 ms p50 at 1000 req/s, 1 ms 2 ms, 0 ms
@@ -178,8 +189,13 @@ impl Config {
         if self.body_timeout_ms >= self.request_timeout_ms {
             problems.push("the body timeout must be shorter than the request timeout".into());
         }
-        if self.delivery_timeout_ms >= self.request_timeout_ms {
-            problems.push("the delivery timeout must be shorter than the request timeout".into());
+        if self.ack_timeout_ms == 0 || self.ack_timeout_ms >= self.request_timeout_ms {
+            problems.push(
+                "the ack timeout must be positive and shorter than the request timeout".into(),
+            );
+        }
+        if self.delivery_timeout_ms < self.ack_timeout_ms {
+            problems.push("the delivery timeout must be at least the ack timeout".into());
         }
         problems
     }
@@ -190,6 +206,10 @@ impl Config {
 
     pub fn body_timeout(&self) -> Duration {
         Duration::from_millis(self.body_timeout_ms)
+    }
+
+    pub fn ack_timeout(&self) -> Duration {
+        Duration::from_millis(self.ack_timeout_ms)
     }
 
     pub fn delivery_timeout(&self) -> Duration {

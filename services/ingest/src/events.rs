@@ -5,6 +5,7 @@
 //! rate limit, schemas, idempotency, dependencies. Everything that can reject a request happens
 //! before anything is produced, so a refused batch leaves no trace in Kafka.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -13,7 +14,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use circulatory::publisher::{
-    Delivered, EventDraft, PublishError, ValidatedEvent, ValidationError,
+    Delivered, EventDraft, Publication, PublishError, Unconfirmed, ValidatedEvent, ValidationError,
 };
 use circulatory::realtime::{self, RealtimeMessage};
 use serde::Serialize;
@@ -22,8 +23,9 @@ use serde_json::Value;
 use crate::body;
 use crate::correlation::{respond, Correlation};
 use crate::envelope::{self, BodyKind, Envelope};
-use crate::idempotency::{fingerprint, Claim, Ticket};
+use crate::idempotency::{fingerprint, Claim};
 use crate::problem::{code, ApiError, EventProblem};
+use crate::settlement::{release_all, settle_claims, Claimed};
 use crate::state::AppState;
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -328,7 +330,7 @@ async fn handle(
 
     // Idempotency.
     let mut results: Vec<Option<EventResult>> = vec![None; validated.len()];
-    let mut tickets: Vec<(Ticket, Vec<usize>, bool)> = Vec::new();
+    let mut tickets: Vec<Claimed> = Vec::new();
     let mut replayed_events = 0;
     for unit in &units {
         let claim = state
@@ -336,9 +338,11 @@ async fn handle(
             .claim(&claims.sub, &unit.key, &unit.fingerprint)
             .await;
         match claim {
-            Ok(Claim::Acquired(ticket)) => {
-                tickets.push((ticket, unit.events.clone(), unit.whole_request))
-            }
+            Ok(Claim::Acquired(ticket)) => tickets.push(Claimed {
+                ticket,
+                events: unit.events.clone(),
+                whole_request: unit.whole_request,
+            }),
             Ok(Claim::Replay(answer)) => {
                 let answers: Vec<EventResult> = match answer {
                     Value::Array(items) => items
@@ -405,32 +409,24 @@ async fn handle(
         )
     );
     let mut failures: Vec<(usize, ApiError)> = Vec::new();
-    for (index, outcome) in produced.into_iter().chain(broadcast) {
+    let mut unconfirmed = HashMap::new();
+    for (index, outcome) in produced {
+        match outcome {
+            Produced::Settled(Ok(result)) => results[index] = Some(result),
+            Produced::Settled(Err(error)) => failures.push((index, error)),
+            Produced::Unconfirmed(pending) => {
+                failures.push((index, unconfirmed_error(pending.id())));
+                unconfirmed.insert(index, pending);
+            }
+        }
+    }
+    for (index, outcome) in broadcast {
         match outcome {
             Ok(result) => results[index] = Some(result),
             Err(error) => failures.push((index, error)),
         }
     }
-    for (ticket, events, whole_request) in &tickets {
-        let done: Option<Vec<&EventResult>> = events.iter().map(|i| results[*i].as_ref()).collect();
-        let stored = match done {
-            Some(answers) => {
-                let answer = if *whole_request && is_batch {
-                    serde_json::to_value(&answers)
-                } else {
-                    serde_json::to_value(answers[0])
-                };
-                match answer {
-                    Ok(answer) => state.idempotency.complete(ticket, &answer).await,
-                    Err(_) => state.idempotency.release(ticket).await,
-                }
-            }
-            None => state.idempotency.release(ticket).await,
-        };
-        if let Err(e) = stored {
-            tracing::warn!(error = %e, "could not record an idempotency answer");
-        }
-    }
+    settle_claims(state, tickets, &results, unconfirmed, is_batch).await;
     if !failures.is_empty() {
         let transient = failures
             .iter()
@@ -539,14 +535,6 @@ fn idempotency_units(header_key: Option<String>, envelopes: &[Envelope], body: &
         .collect()
 }
 
-async fn release_all(state: &AppState, tickets: &[(Ticket, Vec<usize>, bool)]) {
-    for (ticket, _, _) in tickets {
-        if let Err(e) = state.idempotency.release(ticket).await {
-            tracing::warn!(error = %e, "could not release an idempotency claim");
-        }
-    }
-}
-
 fn draft(envelope: Envelope, correlation: &Correlation) -> EventDraft {
     EventDraft {
         event_type: envelope.event_type,
@@ -596,21 +584,30 @@ async fn broadcast(state: &AppState, event: ValidatedEvent) -> Result<EventResul
     })
 }
 
-/// Produces the request's Kafka events together and waits for the broker's acknowledgements.
-async fn produce(
-    state: &AppState,
-    events: Vec<(usize, ValidatedEvent)>,
-) -> Vec<(usize, Result<EventResult, ApiError>)> {
+/// What producing one event came to within the ack timeout.
+enum Produced {
+    Settled(Result<EventResult, ApiError>),
+    /// Still in the producer: it may yet be written.
+    Unconfirmed(Unconfirmed),
+}
+
+/// Produces the request's Kafka events together and waits for the broker's acknowledgements,
+/// up to the ack timeout.
+async fn produce(state: &AppState, events: Vec<(usize, ValidatedEvent)>) -> Vec<(usize, Produced)> {
     if events.is_empty() {
         return Vec::new();
     }
     let (indexes, events): (Vec<usize>, Vec<ValidatedEvent>) = events.into_iter().unzip();
     let started = Instant::now();
-    let outcomes = state.publisher.publish_all(events).await;
+    let outcomes = state.publisher.publish_all_settling(events).await;
     let elapsed = started.elapsed().as_secs_f64();
     // Metrics per type, looked up once per type rather than once per event.
     let mut produced: Vec<(&str, u64)> = Vec::new();
-    for delivered in outcomes.iter().flatten() {
+    for outcome in &outcomes {
+        let Publication::Settled(Ok(delivered)) = outcome else {
+            continue;
+        };
+        state.health.acknowledged();
         match produced
             .iter_mut()
             .find(|(t, _)| *t == delivered.event_type)
@@ -636,8 +633,25 @@ async fn produce(
     indexes
         .into_iter()
         .zip(outcomes)
-        .map(|(index, outcome)| (index, outcome.map(EventResult::from).map_err(publish_error)))
+        .map(|(index, outcome)| {
+            let produced = match outcome {
+                Publication::Settled(result) => {
+                    Produced::Settled(result.map(EventResult::from).map_err(publish_error))
+                }
+                Publication::Unconfirmed(pending) => Produced::Unconfirmed(pending),
+            };
+            (index, produced)
+        })
         .collect()
+}
+
+fn unconfirmed_error(id: &str) -> ApiError {
+    ApiError::unavailable(
+        "the event log has not acknowledged the event yet and may still write it; retry with \
+         the same id (or Idempotency-Key) to get its outcome",
+        code::KAFKA_UNCONFIRMED,
+        format!("event {id} not acknowledged within the ack timeout"),
+    )
 }
 
 fn publish_error(e: PublishError) -> ApiError {

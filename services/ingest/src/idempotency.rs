@@ -6,6 +6,11 @@
 //! then stores `done` with the answer for the whole window. A racing duplicate finds `pending`
 //! and waits for `done` instead of producing. A request that fails releases its claim so the
 //! client's retry can proceed. Keys are scoped by client, so two clients never collide.
+//!
+//! A request answered before the broker acknowledged its events (`kafka_unconfirmed`) keeps its
+//! claim: the outcome is stored (or the claim released) when the producer reports it, and the
+//! claim lives as long as the producer may still write the record (its delivery timeout plus
+//! [`PENDING_MARGIN`]). So a retry never produces an event whose first attempt can still land.
 
 use std::time::Duration;
 
@@ -13,8 +18,9 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// How long a claim survives without an answer (bounds the wait of a racing duplicate too).
-const PENDING_TTL: Duration = Duration::from_secs(30);
+/// How much longer than the producer's delivery timeout a claim survives without an answer
+/// (the time to store the outcome once reported).
+pub const PENDING_MARGIN: Duration = Duration::from_secs(5);
 /// How often a racing duplicate looks for the answer.
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
 
@@ -59,6 +65,8 @@ pub struct IdempotencyStore {
     window: Duration,
     /// How long a racing duplicate waits for the first request's answer.
     wait: Duration,
+    /// How long a claim survives without an answer (a crashed instance's claims expire).
+    pending_ttl: Duration,
 }
 
 /// SHA-256 of the request parts that must match for a replay.
@@ -77,12 +85,14 @@ impl IdempotencyStore {
         namespace: Option<&str>,
         window: Duration,
         wait: Duration,
+        pending_ttl: Duration,
     ) -> Self {
         IdempotencyStore {
             redis,
             prefix: circulatory::catalog::redis_key(namespace, "idem"),
             window,
             wait,
+            pending_ttl,
         }
     }
 
@@ -116,7 +126,7 @@ impl IdempotencyStore {
                 .arg(&pending)
                 .arg("NX")
                 .arg("PX")
-                .arg(PENDING_TTL.as_millis() as u64)
+                .arg(self.pending_ttl.as_millis() as u64)
                 .query_async::<Option<String>>(&mut redis)
                 .await?
                 .is_some();

@@ -38,12 +38,13 @@ pub mod problem;
 pub mod ratelimit;
 pub mod read;
 pub mod routes;
+pub mod settlement;
 pub mod state;
 pub mod upload;
 
 use config::Config;
 use health::Health;
-use idempotency::IdempotencyStore;
+use idempotency::{IdempotencyStore, PENDING_MARGIN};
 use metrics::Metrics;
 use problem::{code, ApiError};
 use ratelimit::RateLimiter;
@@ -164,7 +165,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         producer.clone(),
         &config.source,
     )
-    .with_publish_timeout(config.delivery_timeout() + Duration::from_millis(500));
+    .with_publish_timeout(config.ack_timeout());
     health.probe(&producer, &registry, &redis).await;
     let stop_watchers = CancellationToken::new();
     health.clone().watch(
@@ -180,6 +181,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
             config.namespace.as_deref(),
             Duration::from_secs(config.idempotency_window_secs),
             Duration::from_secs(10),
+            config.delivery_timeout() + PENDING_MARGIN,
         ),
         rate_limiter: RateLimiter::new(config.rate_per_sec, config.rate_burst),
         catalog,

@@ -29,6 +29,7 @@ pub struct Metrics {
     pub produce_duration: HistogramVec,
     pub producer_queue_depth: IntGauge,
     pub idempotent_replays: IntCounter,
+    pub unconfirmed_outcomes: IntCounterVec,
     pub rate_limited: IntCounter,
     pub uploads_bytes: IntCounter,
 }
@@ -96,6 +97,15 @@ impl Metrics {
             "Requests answered from the idempotency store.",
         )
         .expect("valid metric");
+        let unconfirmed_outcomes = IntCounterVec::new(
+            Opts::new(
+                "circulatory_unconfirmed_outcomes_total",
+                "Events answered kafka_unconfirmed, by what the producer reported later: \
+                 delivered, failed (nothing written) or in_doubt (possibly written).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let rate_limited = IntCounter::new(
             "circulatory_rate_limited_total",
             "Requests refused by the per-client rate limit.",
@@ -108,6 +118,7 @@ impl Metrics {
         .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(unconfirmed_outcomes.clone()),
             Box::new(http_duration.clone()),
             Box::new(events_produced.clone()),
             Box::new(events_broadcast.clone()),
@@ -130,6 +141,7 @@ impl Metrics {
             produce_duration,
             producer_queue_depth,
             idempotent_replays,
+            unconfirmed_outcomes,
             rate_limited,
             uploads_bytes,
         }

@@ -106,6 +106,8 @@ pub mod code {
     pub const OVERLOADED: u32 = 50304;
     pub const STORAGE_UNAVAILABLE: u32 = 50305;
     pub const DATABASE_UNAVAILABLE: u32 = 50306;
+    /// The broker had not acknowledged the events by the ack timeout; they may still be written.
+    pub const KAFKA_UNCONFIRMED: u32 = 50307;
 }
 
 impl ApiError {

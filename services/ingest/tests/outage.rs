@@ -1,5 +1,5 @@
 //! Kafka stops: the API answers 503 with Retry-After within a bounded time (never a hung
-//! request), and recovers by itself when the broker is back. This test stops the local stack's
+//! request), at once once its watcher knows, and recovers by itself when the broker is back. This test stops the local stack's
 //! broker, so it lives alone in its own test binary.
 
 mod support;
@@ -65,9 +65,11 @@ async fn kafka_down_is_a_quick_503_and_the_api_recovers_by_itself() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Every request answers within the delivery timeout (5 s) plus slack, and 503 comes quickly.
+    // Every request answers within the ack timeout (5 s) plus slack. Until the watcher concludes
+    // Kafka is down (two failed probes, no acknowledgement for 3 s) a request may wait that long
+    // and get 50307 (not acknowledged, may still be written); then 50301 comes at once.
     let mut saw_503 = false;
-    for _ in 0..5 {
+    for _ in 0..10 {
         let started = Instant::now();
         let reply = api.post_json(&event).await;
         let elapsed = started.elapsed();
@@ -76,12 +78,19 @@ async fn kafka_down_is_a_quick_503_and_the_api_recovers_by_itself() {
             "a request hung for {elapsed:?}"
         );
         if reply.status == StatusCode::SERVICE_UNAVAILABLE {
-            assert_eq!(reply.body["error_code"], 50301, "{}", reply.body);
             assert!(reply.header("retry-after").is_some());
             let detail = reply.body["detail"].as_str().unwrap();
             assert!(
                 !detail.contains("127.0.0.1") && !detail.contains("Broker"),
                 "internals leaked: {detail}"
+            );
+            if reply.body["error_code"] == 50307 {
+                continue;
+            }
+            assert_eq!(reply.body["error_code"], 50301, "{}", reply.body);
+            assert!(
+                elapsed < Duration::from_secs(1),
+                "Kafka known down, yet the answer took {elapsed:?}"
             );
             saw_503 = true;
             break;

@@ -55,9 +55,15 @@ impl KafkaConfig {
 /// Producer tuning; the defaults favour durability, then latency.
 #[derive(Debug, Clone)]
 pub struct ProducerSettings {
-    /// How long a record may wait for the broker's acknowledgement before it fails. Bounds how
-    /// long a caller can wait when the cluster is down.
+    /// How long the producer keeps trying a record before it fails (`message.timeout.ms`).
     pub delivery_timeout: Duration,
+    /// How long one produce request may go unanswered before the producer sends it again
+    /// (`request.timeout.ms`). Kept well below the delivery timeout: a request that times out is
+    /// resent with the same sequence numbers, which the broker deduplicates, while a record
+    /// whose delivery timeout expires in flight makes the idempotent producer bump its epoch,
+    /// and records of other partitions resent after the bump can be written twice. At most half
+    /// the delivery timeout is used.
+    pub request_timeout: Duration,
     /// Time to wait for more records to fill a batch.
     pub linger: Duration,
     /// Bound on records queued in the client; a full queue is backpressure, not growth.
@@ -74,7 +80,8 @@ pub struct ProducerSettings {
 impl Default for ProducerSettings {
     fn default() -> Self {
         ProducerSettings {
-            delivery_timeout: Duration::from_secs(10),
+            delivery_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
             linger: Duration::from_millis(5),
             max_queued_messages: 100_000,
             compression: "zstd".into(),
@@ -89,6 +96,11 @@ pub fn producer(
     kafka: &KafkaConfig,
     settings: &ProducerSettings,
 ) -> Result<FutureProducer, KafkaError> {
+    // librdkafka refuses a transactional producer whose records outlive its transactions.
+    let delivery_timeout = match &settings.transactional_id {
+        Some(_) => settings.delivery_timeout.min(settings.transaction_timeout),
+        None => settings.delivery_timeout,
+    };
     let mut config = kafka.base();
     config
         .set("acks", "all")
@@ -97,15 +109,15 @@ pub fn producer(
         .set("linger.ms", settings.linger.as_millis().to_string())
         .set(
             "message.timeout.ms",
-            settings.delivery_timeout.as_millis().to_string(),
+            delivery_timeout.as_millis().to_string(),
         )
-        // A request to a broker that went silent fails within the delivery timeout too.
         .set(
             "request.timeout.ms",
             settings
-                .delivery_timeout
+                .request_timeout
+                .min(delivery_timeout / 2)
+                .max(Duration::from_millis(1))
                 .as_millis()
-                .min(30_000)
                 .to_string(),
         )
         .set(

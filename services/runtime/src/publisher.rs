@@ -109,6 +109,29 @@ pub enum PublishError {
 }
 
 impl PublishError {
+    /// Whether the record may have been written although the publish failed: it reached the
+    /// producer and its outcome is unknown (timed out in flight, the producer closed). A retry
+    /// of such a publish can write the event twice; every other failure wrote nothing.
+    pub fn possibly_written(&self) -> bool {
+        match self {
+            PublishError::Ephemeral(_) | PublishError::Registry(_) => false,
+            PublishError::Kafka(e) => !matches!(
+                e.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::MessageSizeTooLarge
+                        | RDKafkaErrorCode::InvalidMessage
+                        | RDKafkaErrorCode::TopicAuthorizationFailed
+                        | RDKafkaErrorCode::InvalidRecord
+                        | RDKafkaErrorCode::QueueFull
+                        | RDKafkaErrorCode::UnknownTopicOrPartition
+                        | RDKafkaErrorCode::UnknownTopic
+                        | RDKafkaErrorCode::UnknownPartition
+                        | RDKafkaErrorCode::PurgeQueue
+                )
+            ),
+        }
+    }
+
     /// Whether retrying later may succeed (cluster or registry down, queue full, timeouts).
     pub fn is_transient(&self) -> bool {
         match self {
@@ -234,9 +257,10 @@ impl EventPublisher {
         self
     }
 
-    /// Bounds each publish to `timeout` (the producer's delivery timeout plus a margin); past it
-    /// the publish fails as timed out. The record may still be delivered later, which is why
-    /// clients retry with the same event id and consumers deduplicate by it.
+    /// Bounds the wait for each publish's acknowledgement to `timeout`. [`Self::publish_all`]
+    /// fails a record not acknowledged by then as timed out although it may still be delivered,
+    /// so its callers give the producer's delivery timeout plus a margin; callers that answer
+    /// sooner use [`Self::publish_all_settling`], which hands the record back still in flight.
     pub fn with_publish_timeout(mut self, timeout: Duration) -> EventPublisher {
         self.publish_timeout = timeout;
         self
@@ -342,15 +366,30 @@ impl EventPublisher {
             .unwrap_or(Err(PublishError::Kafka(KafkaError::Canceled)))
     }
 
-    /// Publishes several events; results keep the input order.
-    ///
-    /// Every record is handed to the producer first, so they travel together in the producer's
-    /// batches, and one deadline bounds the wait for all acknowledgements: a batch costs one
-    /// timer, not one per event.
+    /// Publishes several events; results keep the input order. A record not acknowledged within
+    /// the publish timeout fails as timed out.
     pub async fn publish_all(
         &self,
         events: Vec<ValidatedEvent>,
     ) -> Vec<Result<Delivered, PublishError>> {
+        self.publish_all_settling(events)
+            .await
+            .into_iter()
+            .map(|publication| match publication {
+                Publication::Settled(result) => result,
+                Publication::Unconfirmed(_) => Err(timed_out()),
+            })
+            .collect()
+    }
+
+    /// Publishes several events; results keep the input order. A record not acknowledged within
+    /// the publish timeout comes back [`Publication::Unconfirmed`]: still in the producer, which
+    /// goes on until its delivery timeout, and awaitable for the outcome.
+    ///
+    /// Every record is handed to the producer first, so they travel together in the producer's
+    /// batches, and one deadline bounds the wait for all acknowledgements: a batch costs one
+    /// timer, not one per event.
+    pub async fn publish_all_settling(&self, events: Vec<ValidatedEvent>) -> Vec<Publication> {
         let deadline = tokio::time::Instant::now() + self.publish_timeout;
         let enqueue_deadline = tokio::time::Instant::now() + self.enqueue_timeout;
         let mut in_flight = Vec::with_capacity(events.len());
@@ -363,32 +402,17 @@ impl EventPublisher {
         let mut expired = std::pin::pin!(tokio::time::sleep_until(deadline));
         let mut results = Vec::with_capacity(in_flight.len());
         for pending in in_flight {
-            let (delivery, sent) = match pending {
+            let (mut delivery, sent) = match pending {
                 Ok(pending) => pending,
                 Err(e) => {
-                    results.push(Err(e));
+                    results.push(Publication::Settled(Err(e)));
                     continue;
                 }
             };
-            let acknowledged = tokio::select! {
+            results.push(tokio::select! {
                 biased;
-                acknowledged = delivery => acknowledged,
-                _ = &mut expired => {
-                    results.push(Err(timed_out()));
-                    continue;
-                }
-            };
-            results.push(match acknowledged {
-                Ok(Ok(delivery)) => Ok(Delivered {
-                    id: sent.id,
-                    event_type: sent.event_type,
-                    topic: sent.topic,
-                    partition: delivery.partition,
-                    offset: delivery.offset,
-                }),
-                Ok(Err((e, _))) => Err(PublishError::Kafka(e)),
-                // The producer dropped the record's report: only at shutdown.
-                Err(_) => Err(PublishError::Kafka(KafkaError::Canceled)),
+                acknowledged = &mut delivery => Publication::Settled(settle(acknowledged, sent)),
+                _ = &mut expired => Publication::Unconfirmed(Unconfirmed { delivery, sent }),
             });
         }
         results
@@ -439,7 +463,64 @@ impl EventPublisher {
 /// How long to wait for room when the producer's queue is full.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
 
+/// The outcome of one record of [`EventPublisher::publish_all_settling`].
+#[derive(Debug)]
+pub enum Publication {
+    Settled(Result<Delivered, PublishError>),
+    Unconfirmed(Unconfirmed),
+}
+
+/// A record handed to the producer whose acknowledgement had not come by the publish timeout.
+/// The producer keeps trying until its delivery timeout, and always reports the outcome.
+pub struct Unconfirmed {
+    delivery: DeliveryFuture,
+    sent: Sent,
+}
+
+impl std::fmt::Debug for Unconfirmed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unconfirmed")
+            .field("sent", &self.sent)
+            .finish()
+    }
+}
+
+impl Unconfirmed {
+    /// The event's id.
+    pub fn id(&self) -> &str {
+        &self.sent.id
+    }
+
+    /// Waits for the producer's report: delivered, or failed (and then possibly written, see
+    /// [`PublishError::possibly_written`]).
+    pub async fn outcome(self) -> Result<Delivered, PublishError> {
+        settle(self.delivery.await, self.sent)
+    }
+}
+
+fn settle(
+    acknowledged: Result<
+        rdkafka::producer::future_producer::OwnedDeliveryResult,
+        futures::channel::oneshot::Canceled,
+    >,
+    sent: Sent,
+) -> Result<Delivered, PublishError> {
+    match acknowledged {
+        Ok(Ok(delivery)) => Ok(Delivered {
+            id: sent.id,
+            event_type: sent.event_type,
+            topic: sent.topic,
+            partition: delivery.partition,
+            offset: delivery.offset,
+        }),
+        Ok(Err((e, _))) => Err(PublishError::Kafka(e)),
+        // The producer dropped the record's report: only at shutdown.
+        Err(_) => Err(PublishError::Kafka(KafkaError::Canceled)),
+    }
+}
+
 /// What the answer for a record in flight needs besides the broker's acknowledgement.
+#[derive(Debug)]
 struct Sent {
     id: String,
     event_type: String,
