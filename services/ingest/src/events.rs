@@ -654,11 +654,17 @@ fn unconfirmed_error(id: &str) -> ApiError {
     )
 }
 
-fn publish_error(e: PublishError) -> ApiError {
+pub(crate) fn publish_error(e: PublishError) -> ApiError {
     match &e {
         PublishError::Registry(r) if r.is_transient() => ApiError::unavailable(
             "the schema registry is unavailable; retry later",
             code::REGISTRY_UNAVAILABLE,
+            &e,
+        ),
+        _ if e.possibly_written() => ApiError::unavailable(
+            "the event log did not confirm the event and may have written it; retry with the \
+             same id (or Idempotency-Key)",
+            code::KAFKA_UNCONFIRMED,
             &e,
         ),
         _ if e.is_transient() => ApiError::unavailable(

@@ -396,17 +396,11 @@ async fn produce(state: &AppState, correlation: &Correlation, form: &Form) -> Re
         ),
         other => ApiError::Internal(other.to_string()),
     })?;
-    state.publisher.publish(validated).await.map_err(|e| {
-        if e.is_transient() {
-            ApiError::unavailable(
-                "the event log is unavailable; retry later",
-                code::KAFKA_UNAVAILABLE,
-                e,
-            )
-        } else {
-            ApiError::Internal(e.to_string())
-        }
-    })?;
+    state
+        .publisher
+        .publish(validated)
+        .await
+        .map_err(crate::events::publish_error)?;
     state
         .metrics
         .events_produced
