@@ -63,6 +63,8 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the AsyncAPI 3.0 document of every topic, event type and consumer group.
+    Asyncapi(AsyncapiArgs),
     /// Compare the cluster with the catalog, or make it match.
     Topics {
         #[command(subcommand)]
@@ -278,4 +280,20 @@ pub(crate) struct LagArgs {
     /// One JSON line per group, with its partitions.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AsyncapiArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DocumentFormat::Yaml)]
+    pub(crate) format: DocumentFormat,
+    /// The ingest API's `host:port`, as its clients reach it.
+    #[arg(long, env = "CIRC_INGEST_ADDRESS", default_value = "127.0.0.1:8080")]
+    pub(crate) ingest: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DocumentFormat {
+    Yaml,
+    Json,
 }

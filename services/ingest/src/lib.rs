@@ -71,6 +71,7 @@ pub fn app(state: AppState, max_concurrency: usize, request_timeout: Duration) -
         .route("/v1/wallets/{id}", get(read::wallets::wallet))
         .route("/v1/catalog", get(routes::catalog))
         .route("/openapi.json", get(routes::openapi))
+        .route("/asyncapi.json", get(routes::asyncapi))
         // Bodies are read with an explicit limit in the handlers (so the 413 is a problem
         // document); this only disables axum's default for them.
         .layer(DefaultBodyLimit::disable())
@@ -175,6 +176,15 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         Duration::from_secs(1),
         stop_watchers.clone(),
     );
+    let asyncapi = serde_json::to_vec(&circulatory::asyncapi::document(
+        &catalog,
+        &circulatory::asyncapi::Servers {
+            kafka: config.bootstrap.clone(),
+            registry_url: config.registry.clone(),
+            ingest: config.listen.to_string(),
+        },
+    ))?
+    .into();
     let state = AppState(Arc::new(Inner {
         idempotency: IdempotencyStore::new(
             redis.clone(),
@@ -200,6 +210,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
             max_upload_bytes: config.max_upload_bytes,
             body_timeout: config.body_timeout(),
         },
+        asyncapi,
     }));
     Ok(Service {
         state,

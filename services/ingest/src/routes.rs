@@ -156,3 +156,12 @@ impl utoipa::Modify for BearerAuth {
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
+
+/// The AsyncAPI 3.0 document of the topics, event types and consumer groups (`circ asyncapi`).
+pub async fn asyncapi(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.asyncapi.clone(),
+    )
+        .into_response()
+}

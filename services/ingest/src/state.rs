@@ -44,6 +44,8 @@ pub struct Inner {
     pub metrics: Metrics,
     pub objects: Arc<dyn ObjectStore>,
     pub limits: Limits,
+    /// The AsyncAPI document of the catalog, serialised once (`/asyncapi.json`).
+    pub asyncapi: axum::body::Bytes,
 }
 
 /// Cheap to clone: handlers get an `Arc`.

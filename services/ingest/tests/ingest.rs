@@ -692,6 +692,16 @@ async fn catalog_health_metrics_and_openapi_are_served() {
             "{path} missing from the OpenAPI document"
         );
     }
+
+    let asyncapi = api.get("/asyncapi.json").await;
+    assert_eq!(asyncapi.status, StatusCode::OK);
+    assert_eq!(asyncapi.header("content-type"), Some("application/json"));
+    assert_eq!(asyncapi.body["asyncapi"], "3.0.0");
+    let topic = api.env.topic_of("payment.initiated");
+    let base = topic
+        .strip_prefix(&format!("{}.", api.env.namespace))
+        .unwrap();
+    assert_eq!(asyncapi.body["channels"][base]["address"], topic.as_str());
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@
 //! - [`auth`]: bearer tokens (JWT), verified by every HTTP surface, minted by `circ token`.
 //! - [`realtime`]: broadcasts on Redis pub/sub.
 
+pub mod asyncapi;
 pub mod auth;
 pub mod catalog;
 pub mod cloudevents;

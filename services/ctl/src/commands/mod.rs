@@ -11,6 +11,7 @@ use circulatory::registry::{RegistryConfig, SchemaRegistry};
 
 use crate::cli::{Cli, Command, Global};
 
+mod asyncapi;
 mod catalog;
 mod db;
 mod dlq;
@@ -66,6 +67,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
     let global = &cli.global;
     match cli.command {
         Command::Catalog { json } => catalog::run(&load_catalog(global)?, json),
+        Command::Asyncapi(args) => asyncapi::run(global, &load_catalog(global)?, args),
         Command::Topics { action } => topics::run(global, &load_catalog(global)?, action).await,
         Command::Schemas { action } => {
             schemas::run(&load_catalog(global)?, &*registry(global)?, action).await
