@@ -179,7 +179,10 @@ mod tests {
     fn a_recent_acknowledgement_overrides_failed_probes() {
         let probes = KAFKA_FAILED_PROBES + 3;
         assert!(!kafka_down(probes, Some(Duration::from_millis(100))));
-        assert!(!kafka_down(probes, Some(ACK_VETO - Duration::from_millis(1))));
+        assert!(!kafka_down(
+            probes,
+            Some(ACK_VETO - Duration::from_millis(1))
+        ));
         assert!(kafka_down(probes, Some(ACK_VETO)));
     }
 

@@ -24,7 +24,12 @@ async fn a_retry_after_an_unconfirmed_answer_gets_the_first_outcome_and_writes_n
     let event = json!({"type": "like.added", "id": id, "data": api.sample("like.added")});
 
     let first = api.post_json(&event).await;
-    assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE, "{}", first.body);
+    assert_eq!(
+        first.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        first.body
+    );
     assert_eq!(first.body["error_code"], 50307, "{}", first.body);
     assert!(first.header("retry-after").is_some());
 
