@@ -65,6 +65,11 @@ pub(crate) enum Command {
     },
     /// Print the AsyncAPI 3.0 document of every topic, event type and consumer group.
     Asyncapi(AsyncapiArgs),
+    /// Write deployment manifests derived from the catalog.
+    Deploy {
+        #[command(subcommand)]
+        target: DeployTarget,
+    },
     /// Compare the cluster with the catalog, or make it match.
     Topics {
         #[command(subcommand)]
@@ -296,4 +301,35 @@ pub(crate) struct AsyncapiArgs {
 pub(crate) enum DocumentFormat {
     Yaml,
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeployTarget {
+    /// Kubernetes: the services, one StatefulSet and one KEDA ScaledObject per consumer group.
+    Kubernetes(KubernetesArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KubernetesArgs {
+    /// Folder to write the manifests to (files of the project's shape there are replaced).
+    #[arg(long, default_value = "compose/kubernetes")]
+    pub(crate) out: PathBuf,
+    /// The image holding every binary (compose/Dockerfile builds it).
+    #[arg(long, default_value = "circulatory:latest")]
+    pub(crate) image: String,
+    /// The Kubernetes namespace.
+    #[arg(long, default_value = "circulatory")]
+    pub(crate) kube_namespace: String,
+    /// Kafka bootstrap servers as pods reach them (e.g. a Strimzi cluster's bootstrap service).
+    #[arg(long, default_value = "kafka-bootstrap:9092")]
+    pub(crate) kafka: String,
+    /// The schema registry's Confluent-compatible API as pods reach it.
+    #[arg(long, default_value = "http://registry:8080/apis/ccompat/v7")]
+    pub(crate) registry: String,
+    /// Redis as pods reach it.
+    #[arg(long, default_value = "redis://redis:6379")]
+    pub(crate) redis: String,
+    /// Where uploads, renditions and thumbnails are stored.
+    #[arg(long, default_value = "s3://circulatory-objects")]
+    pub(crate) object_store: String,
 }

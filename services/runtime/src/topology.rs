@@ -229,6 +229,7 @@ struct RawGroup {
     retry_delays: Vec<String>,
     timeout: Option<String>,
     max_in_flight: Option<u32>,
+    lag_threshold: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -347,7 +348,12 @@ pub struct Group {
     pub retry_delays: Vec<Duration>,
     pub timeout: Duration,
     pub max_in_flight: u32,
+    /// Records waiting per replica that make an autoscaler add one (KEDA's `lagThreshold`).
+    pub lag_threshold: u32,
 }
+
+/// The autoscaling target when a group does not declare `lag_threshold`.
+pub const DEFAULT_LAG_THRESHOLD: u32 = 100;
 
 impl Group {
     /// Base name of the retry topic for one delay of the ladder: `<group>.retry.<delay>`.
@@ -820,6 +826,9 @@ fn validate_groups(
         if group.max_in_flight == Some(0) {
             problems.add(format!("{at}.max_in_flight"), "must be at least 1");
         }
+        if group.lag_threshold == Some(0) {
+            problems.add(format!("{at}.lag_threshold"), "must be at least 1");
+        }
         groups.insert(
             name.clone(),
             Group {
@@ -830,6 +839,7 @@ fn validate_groups(
                 retry_delays: delays,
                 timeout: timeout.unwrap_or(defaults.timeout),
                 max_in_flight: group.max_in_flight.unwrap_or(defaults.max_in_flight).max(1),
+                lag_threshold: group.lag_threshold.unwrap_or(DEFAULT_LAG_THRESHOLD).max(1),
             },
         );
     }
@@ -983,6 +993,21 @@ realtime:
         assert_eq!(topology.events["typing.indicator"].base_topic(), None);
         assert_eq!(topology.partitions_of_domain("payments"), 12);
         assert_eq!(topology.partitions_of_domain("messaging"), 6);
+    }
+
+    #[test]
+    fn a_group_may_declare_its_autoscaling_lag_threshold() {
+        let topology = Topology::from_yaml("t.yaml", VALID).expect("valid");
+        assert_eq!(
+            topology.groups["payments"].lag_threshold,
+            DEFAULT_LAG_THRESHOLD
+        );
+        let text = VALID.replace("max_attempts: 5", "max_attempts: 5\n    lag_threshold: 20");
+        let topology = Topology::from_yaml("t.yaml", &text).expect("valid");
+        assert_eq!(topology.groups["payments"].lag_threshold, 20);
+        let text = VALID.replace("max_attempts: 5", "max_attempts: 5\n    lag_threshold: 0");
+        let err = Topology::from_yaml("t.yaml", &text).unwrap_err();
+        assert!(err.to_string().contains("lag_threshold"), "{err}");
     }
 
     #[test]

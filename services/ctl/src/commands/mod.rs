@@ -14,6 +14,7 @@ use crate::cli::{Cli, Command, Global};
 mod asyncapi;
 mod catalog;
 mod db;
+mod deploy;
 mod dlq;
 mod lag;
 mod produce;
@@ -68,6 +69,7 @@ pub(crate) async fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Catalog { json } => catalog::run(&load_catalog(global)?, json),
         Command::Asyncapi(args) => asyncapi::run(global, &load_catalog(global)?, args),
+        Command::Deploy { target } => deploy::run(global, &load_catalog(global)?, target),
         Command::Topics { action } => topics::run(global, &load_catalog(global)?, action).await,
         Command::Schemas { action } => {
             schemas::run(&load_catalog(global)?, &*registry(global)?, action).await
