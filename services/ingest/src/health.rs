@@ -1,7 +1,8 @@
 //! Dependency health, watched in the background so requests never wait on a probe: `/readyz`
 //! reports it, and a request fails fast with 503 while a dependency it needs is unreachable
-//! (Kafka for stored events, Redis for idempotency keys, ephemeral broadcasts and feeds) instead
-//! of running into a timeout.
+//! (Kafka for stored events, Redis for idempotency keys, ephemeral broadcasts and feeds,
+//! PostgreSQL for the read routes) instead of running into a timeout. PostgreSQL does not make
+//! the service unready: publishing does not need it.
 //!
 //! Kafka down must mean a record cannot be written, not that one broker is slow: the verdict
 //! turns only after [`KAFKA_FAILED_PROBES`] probes in a row found no broker answering, and a
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use circulatory::registry::SchemaRegistry;
 use rdkafka::producer::{FutureProducer, Producer};
 use redis::aio::ConnectionManager;
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 /// Consecutive failed Kafka probes (one a second, each waiting 1.5 s) before Kafka counts as
@@ -32,6 +34,16 @@ pub struct Health {
     origin: Instant,
     registry: AtomicBool,
     redis: AtomicBool,
+    database: AtomicBool,
+}
+
+/// The clients the watcher probes.
+#[derive(Clone)]
+pub struct Probes {
+    pub producer: FutureProducer,
+    pub registry: Arc<SchemaRegistry>,
+    pub redis: ConnectionManager,
+    pub db: PgPool,
 }
 
 impl Default for Health {
@@ -42,6 +54,7 @@ impl Default for Health {
             origin: Instant::now(),
             registry: AtomicBool::new(false),
             redis: AtomicBool::new(false),
+            database: AtomicBool::new(false),
         }
     }
 }
@@ -57,6 +70,8 @@ pub struct HealthReport {
     pub kafka: bool,
     pub registry: bool,
     pub redis: bool,
+    /// The read routes' store; not part of readiness.
+    pub database: bool,
 }
 
 impl HealthReport {
@@ -86,22 +101,22 @@ impl Health {
         self.redis.load(Ordering::Relaxed)
     }
 
+    pub fn database_up(&self) -> bool {
+        self.database.load(Ordering::Relaxed)
+    }
+
     pub fn report(&self) -> HealthReport {
         HealthReport {
             kafka: self.kafka_up(),
             registry: self.registry.load(Ordering::Relaxed),
             redis: self.redis.load(Ordering::Relaxed),
+            database: self.database.load(Ordering::Relaxed),
         }
     }
 
     /// Probes every dependency once.
-    pub async fn probe(
-        &self,
-        producer: &FutureProducer,
-        registry: &SchemaRegistry,
-        redis: &ConnectionManager,
-    ) {
-        let client = producer.clone();
+    pub async fn probe(&self, probes: &Probes) {
+        let client = probes.producer.clone();
         let kafka = tokio::task::spawn_blocking(move || {
             client
                 .client()
@@ -117,11 +132,11 @@ impl Health {
             self.kafka_failures.fetch_add(1, Ordering::Relaxed);
         }
         log_change("kafka", was_up, self.kafka_up());
-        let registry_up = tokio::time::timeout(Duration::from_secs(2), registry.ping())
+        let registry_up = tokio::time::timeout(Duration::from_secs(2), probes.registry.ping())
             .await
             .is_ok_and(|r| r.is_ok());
         self.set(&self.registry, registry_up, "registry");
-        let mut redis = redis.clone();
+        let mut redis = probes.redis.clone();
         let redis_up = tokio::time::timeout(
             Duration::from_secs(1),
             redis::cmd("PING").query_async::<String>(&mut redis),
@@ -129,6 +144,13 @@ impl Health {
         .await
         .is_ok_and(|r| r.is_ok());
         self.set(&self.redis, redis_up, "redis");
+        let database_up = tokio::time::timeout(
+            Duration::from_secs(1),
+            sqlx::query("SELECT 1").execute(&probes.db),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        self.set(&self.database, database_up, "database");
     }
 
     fn set(&self, flag: &AtomicBool, up: bool, name: &'static str) {
@@ -138,15 +160,13 @@ impl Health {
     /// Probes every `interval` until `stop` fires.
     pub fn watch(
         self: Arc<Self>,
-        producer: FutureProducer,
-        registry: Arc<SchemaRegistry>,
-        redis: ConnectionManager,
+        probes: Probes,
         interval: Duration,
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
-                self.probe(&producer, &registry, &redis).await;
+                self.probe(&probes).await;
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(interval) => {}

@@ -43,7 +43,7 @@ pub mod state;
 pub mod upload;
 
 use config::Config;
-use health::Health;
+use health::{Health, Probes};
 use idempotency::{IdempotencyStore, PENDING_MARGIN};
 use metrics::Metrics;
 use problem::{code, ApiError};
@@ -167,15 +167,17 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         &config.source,
     )
     .with_publish_timeout(config.ack_timeout());
-    health.probe(&producer, &registry, &redis).await;
-    let stop_watchers = CancellationToken::new();
-    health.clone().watch(
+    let probes = Probes {
         producer,
-        registry.clone(),
-        redis.clone(),
-        Duration::from_secs(1),
-        stop_watchers.clone(),
-    );
+        registry: registry.clone(),
+        redis: redis.clone(),
+        db: db.clone(),
+    };
+    health.probe(&probes).await;
+    let stop_watchers = CancellationToken::new();
+    health
+        .clone()
+        .watch(probes, Duration::from_secs(1), stop_watchers.clone());
     let asyncapi = serde_json::to_vec(&circulatory::asyncapi::document(
         &catalog,
         &circulatory::asyncapi::Servers {

@@ -667,7 +667,7 @@ async fn catalog_health_metrics_and_openapi_are_served() {
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
     assert_eq!(
         ready.body,
-        json!({"kafka": true, "registry": true, "redis": true})
+        json!({"kafka": true, "registry": true, "redis": true, "database": true})
     );
 
     let reply = api

@@ -19,7 +19,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
-    db_error, decode_cursor, encode_cursor, limit, path_id, query, redis_error,
+    database, db_error, decode_cursor, encode_cursor, limit, path_id, query, redis_error,
     require_owner_or_admin, PageQuery,
 };
 use crate::correlation::{respond, Correlation};
@@ -223,7 +223,7 @@ async fn deleted_posts(state: &AppState, batch: &[Entry]) -> Result<HashSet<Stri
     let deleted: Vec<(Uuid,)> =
         sqlx::query_as("SELECT post_id FROM feed_posts WHERE post_id = ANY($1) AND deleted")
             .bind(&ids)
-            .fetch_all(&state.db)
+            .fetch_all(database(state)?)
             .await
             .map_err(db_error)?;
     let deleted: HashSet<Uuid> = deleted.into_iter().map(|(id,)| id).collect();

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::problem::{code, ApiError};
+use crate::state::AppState;
 
 pub mod feed;
 pub mod notifications;
@@ -102,6 +103,20 @@ pub(crate) fn require_owner_or_admin(
         Err(ApiError::Forbidden(format!(
             "only its owner or an admin may read {what}"
         )))
+    }
+}
+
+/// The read store; while the health watcher knows it is unreachable, an immediate 503 rather
+/// than a wait for the pool's timeout.
+pub(crate) fn database(state: &AppState) -> Result<&sqlx::PgPool, ApiError> {
+    if state.health.database_up() {
+        Ok(&state.db)
+    } else {
+        Err(ApiError::unavailable(
+            "the read store is unavailable; retry later",
+            code::DATABASE_UNAVAILABLE,
+            "postgres unreachable (health watcher)",
+        ))
     }
 }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
-    db_error, decode_cursor, encode_cursor, limit, path_id, query, require_owner_or_admin,
+    database, db_error, decode_cursor, encode_cursor, limit, path_id, query, require_owner_or_admin,
 };
 use crate::correlation::{respond, Correlation};
 use crate::problem::ApiError;
@@ -157,13 +157,13 @@ async fn list(
     if let Some((created_at, id)) = before {
         q = q.bind(created_at).bind(id);
     }
-    q.fetch_all(&state.db).await.map_err(db_error)
+    q.fetch_all(database(state)?).await.map_err(db_error)
 }
 
 async fn count_unread(state: &AppState, user: Uuid) -> Result<i64, ApiError> {
     sqlx::query_scalar("SELECT count(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL")
         .bind(user)
-        .fetch_one(&state.db)
+        .fetch_one(database(state)?)
         .await
         .map_err(db_error)
 }

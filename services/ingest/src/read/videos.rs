@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{db_error, path_id};
+use super::{database, db_error, path_id};
 use crate::correlation::{respond, Correlation};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -207,7 +207,7 @@ pub async fn video(
              FROM videos WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&state.db)
+        .fetch_optional(database(&state)?)
         .await
         .map_err(db_error)?;
         let row = row.ok_or_else(|| ApiError::NotFound(format!("no video {id}")))?;

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    db_error, decode_cursor, encode_cursor, limit, path_id, query, require_owner_or_admin,
+    database, db_error, decode_cursor, encode_cursor, limit, path_id, query, require_owner_or_admin,
 };
 use crate::correlation::{respond, Correlation};
 use crate::problem::ApiError;
@@ -127,7 +127,7 @@ pub async fn wallet(
              ORDER BY wallet_id LIMIT 1",
         )
         .bind(&spellings)
-        .fetch_optional(&state.db)
+        .fetch_optional(database(&state)?)
         .await
         .map_err(db_error)?;
         let row = row.ok_or_else(|| ApiError::NotFound(format!("no wallet {id}")))?;
@@ -176,7 +176,7 @@ async fn ledger(
     .bind(wallet)
     .bind(before)
     .bind(rows)
-    .fetch_all(&state.db)
+    .fetch_all(database(state)?)
     .await
     .map_err(db_error)
 }
