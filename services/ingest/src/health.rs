@@ -14,14 +14,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use circulatory::registry::SchemaRegistry;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-/// Consecutive failed Kafka probes (one a second, each waiting 1.5 s) before Kafka counts as
-/// down.
-pub const KAFKA_FAILED_PROBES: u32 = 2;
+/// Consecutive failed Kafka probes (one a second, each waiting up to [`KAFKA_PROBE_TIMEOUT`])
+/// before Kafka counts as down.
+pub const KAFKA_FAILED_PROBES: u32 = 3;
+/// How long one Kafka probe (a metadata request) may take.
+pub const KAFKA_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A record acknowledged this recently proves Kafka writable whatever the probes say.
 pub const ACK_VETO: Duration = Duration::from_secs(3);
 
@@ -40,7 +42,8 @@ pub struct Health {
 /// The clients the watcher probes.
 #[derive(Clone)]
 pub struct Probes {
-    pub producer: FutureProducer,
+    /// A client of its own, so a probe never queues behind the producer's requests.
+    pub kafka: Arc<BaseConsumer>,
     pub registry: Arc<SchemaRegistry>,
     pub redis: ConnectionManager,
     pub db: PgPool,
@@ -116,15 +119,21 @@ impl Health {
 
     /// Probes every dependency once.
     pub async fn probe(&self, probes: &Probes) {
-        let client = probes.producer.clone();
-        let kafka = tokio::task::spawn_blocking(move || {
+        let client = probes.kafka.clone();
+        let probed = tokio::task::spawn_blocking(move || {
             client
-                .client()
-                .fetch_metadata(None, Duration::from_millis(1500))
-                .is_ok_and(|m| !m.brokers().is_empty())
+                .fetch_metadata(None, KAFKA_PROBE_TIMEOUT)
+                .map(|m| m.brokers().len())
         })
-        .await
-        .unwrap_or(false);
+        .await;
+        let kafka = match probed {
+            Ok(Ok(brokers)) => brokers > 0,
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "kafka probe failed");
+                false
+            }
+            Err(_) => false,
+        };
         let was_up = self.kafka_up();
         if kafka {
             self.kafka_failures.store(0, Ordering::Relaxed);

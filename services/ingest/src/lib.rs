@@ -168,7 +168,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
     )
     .with_publish_timeout(config.ack_timeout());
     let probes = Probes {
-        producer,
+        kafka: Arc::new(kafka::reader(&KafkaConfig {
+            client_id: "circulatory-ingest-health".into(),
+            ..kafka.clone()
+        })?),
         registry: registry.clone(),
         redis: redis.clone(),
         db: db.clone(),

@@ -66,7 +66,7 @@ async fn kafka_down_is_a_quick_503_and_the_api_recovers_by_itself() {
     }
 
     // Every request answers within the ack timeout (5 s) plus slack. Until the watcher concludes
-    // Kafka is down (two failed probes, no acknowledgement for 3 s) a request may wait that long
+    // Kafka is down (three failed probes, no acknowledgement for 3 s) a request may wait that long
     // and get 50307 (not acknowledged, may still be written); then 50301 comes at once.
     let mut saw_503 = false;
     for _ in 0..10 {
