@@ -2,7 +2,8 @@
 # Shared by scripts/up, scripts/down and scripts/test: client settings, provisioning (migrations,
 # topics, schemas) and the project's long-running services.
 
-STATE_DIR=$ROOT/.stack
+# CIRC_STACK_DIR: the state folder of another stack (scripts/stack reads it too).
+STATE_DIR=${CIRC_STACK_DIR:-$ROOT/.stack}
 
 # The services scripts/up runs, as "name:port": each is a binary of the workspace of that name that
 # runs until SIGTERM and answers /readyz on that port; its log goes to .stack/logs/<name>.log.

@@ -27,8 +27,16 @@ pg_base() {
   if ((EUID != 0)) || runuser -u postgres -- test -x "$base" 2>/dev/null; then
     echo "$base"
   else
-    echo "/var/lib/postgresql/circulatory/$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+    pg_private_base
   fi
+}
+
+# The folder of its own under /var/lib/postgresql: one per checkout, and one per other state folder
+# (CIRC_STACK_DIR) so that a second stack never shares the first one's cluster.
+pg_private_base() {
+  local key=$ROOT
+  [[ $STATE_DIR == "$ROOT/.stack" ]] || key=$STATE_DIR
+  echo "/var/lib/postgresql/circulatory/$(printf '%s' "$key" | cksum | cut -d' ' -f1)"
 }
 
 pg_init() {
@@ -106,6 +114,6 @@ pg_check() {
 # Remove the cluster, wherever it lives (see pg_base).
 pg_wipe() {
   local alt
-  alt="/var/lib/postgresql/circulatory/$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+  alt=$(pg_private_base)
   if [[ -d $alt ]]; then as_root rm -rf "$alt"; fi
 }
