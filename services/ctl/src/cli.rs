@@ -321,13 +321,17 @@ pub(crate) struct KubernetesArgs {
     #[arg(long, default_value = "circulatory")]
     pub(crate) kube_namespace: String,
     /// Kafka bootstrap servers as pods reach them (e.g. a Strimzi cluster's bootstrap service).
-    #[arg(long, default_value = "kafka-bootstrap:9092")]
+    #[arg(long = "cluster-kafka", default_value = "kafka-bootstrap:9092")]
     pub(crate) kafka: String,
-    /// The schema registry's Confluent-compatible API as pods reach it.
-    #[arg(long, default_value = "http://registry:8080/apis/ccompat/v7")]
-    pub(crate) registry: String,
+    /// The schema registry's Confluent-compatible API as pods reach it (not `--registry`, which
+    /// is where this command would reach it).
+    #[arg(
+        long = "cluster-registry",
+        default_value = "http://registry:8080/apis/ccompat/v7"
+    )]
+    pub(crate) cluster_registry: String,
     /// Redis as pods reach it.
-    #[arg(long, default_value = "redis://redis:6379")]
+    #[arg(long = "cluster-redis", default_value = "redis://redis:6379")]
     pub(crate) redis: String,
     /// Where uploads, renditions and thumbnails are stored.
     #[arg(long, default_value = "s3://circulatory-objects")]

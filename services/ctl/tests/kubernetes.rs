@@ -24,6 +24,9 @@ fn generate(out: &Path) {
         .arg(root.join("topics.yaml"))
         .arg("--schemas")
         .arg(root.join("schemas"))
+        // What the environment says of the local stack must not leak into the manifests.
+        .env("CIRC_REGISTRY_URL", "http://127.0.0.1:1/elsewhere")
+        .env("CIRC_KAFKA_BOOTSTRAP", "127.0.0.1:1")
         .env_remove("CIRC_NAMESPACE")
         .output()
         .expect("circ runs");

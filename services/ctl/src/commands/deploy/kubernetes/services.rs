@@ -68,7 +68,7 @@ fn settings(context: &Context) -> Value {
     let args = context.args;
     let mut data = BTreeMap::from([
         ("CIRC_KAFKA_BOOTSTRAP", args.kafka.clone()),
-        ("CIRC_REGISTRY_URL", args.registry.clone()),
+        ("CIRC_REGISTRY_URL", args.cluster_registry.clone()),
         ("CIRC_REDIS_URL", args.redis.clone()),
         ("CIRC_OBJECT_STORE", args.object_store.clone()),
         ("CIRC_TOPOLOGY", format!("{CATALOG_DIR}/topics.yaml")),
