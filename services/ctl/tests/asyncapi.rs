@@ -39,9 +39,9 @@ fn document(format: &str) -> String {
     String::from_utf8(output.stdout).expect("UTF-8")
 }
 
-fn validate(text: &str, extension: &str) -> String {
-    let file =
-        std::env::temp_dir().join(format!("circ-asyncapi-{}.{extension}", std::process::id()));
+/// Runs the AsyncAPI parser on `text`, written to a temporary file named `<name>.<extension>`.
+fn parse(text: &str, name: &str, extension: &str) -> std::process::Output {
+    let file = std::env::temp_dir().join(format!("{name}-{}.{extension}", std::process::id()));
     std::fs::write(&file, text).unwrap();
     let output = Command::new("node")
         .arg(root().join("scripts/asyncapi/validate.cjs"))
@@ -50,6 +50,11 @@ fn validate(text: &str, extension: &str) -> String {
         .output()
         .expect("node runs");
     std::fs::remove_file(&file).ok();
+    output
+}
+
+fn validate(text: &str, extension: &str) -> String {
+    let output = parse(text, "circ-asyncapi", extension);
     let diagnostics = String::from_utf8_lossy(&output.stdout).into_owned();
     let summary = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{diagnostics}\n{summary}");
@@ -72,14 +77,6 @@ fn the_document_is_valid_for_the_asyncapi_parser_in_json_and_yaml() {
 fn a_broken_document_is_refused_by_the_same_check() {
     let mut doc: serde_json::Value = serde_json::from_str(&document("json")).unwrap();
     doc["components"]["messages"]["like.added"]["payload"]["schema"]["type"] = "recordx".into();
-    let file = std::env::temp_dir().join(format!("circ-asyncapi-bad-{}.json", std::process::id()));
-    std::fs::write(&file, doc.to_string()).unwrap();
-    let output = Command::new("node")
-        .arg(root().join("scripts/asyncapi/validate.cjs"))
-        .arg(&file)
-        .env("NODE_PATH", node_modules())
-        .output()
-        .expect("node runs");
-    std::fs::remove_file(&file).ok();
+    let output = parse(&doc.to_string(), "circ-asyncapi-bad", "json");
     assert!(!output.status.success(), "an invalid Avro schema passed");
 }

@@ -115,20 +115,10 @@ impl PublishError {
     pub fn possibly_written(&self) -> bool {
         match self {
             PublishError::Ephemeral(_) | PublishError::Registry(_) => false,
-            PublishError::Kafka(e) => !matches!(
-                e.rdkafka_error_code(),
-                Some(
-                    RDKafkaErrorCode::MessageSizeTooLarge
-                        | RDKafkaErrorCode::InvalidMessage
-                        | RDKafkaErrorCode::TopicAuthorizationFailed
-                        | RDKafkaErrorCode::InvalidRecord
-                        | RDKafkaErrorCode::QueueFull
-                        | RDKafkaErrorCode::UnknownTopicOrPartition
-                        | RDKafkaErrorCode::UnknownTopic
-                        | RDKafkaErrorCode::UnknownPartition
-                        | RDKafkaErrorCode::PurgeQueue
-                )
-            ),
+            PublishError::Kafka(e) => match e.rdkafka_error_code() {
+                Some(code) => !refuses_the_record(code) && !never_sent(code),
+                None => true,
+            },
         }
     }
 
@@ -137,17 +127,32 @@ impl PublishError {
         match self {
             PublishError::Ephemeral(_) => false,
             PublishError::Registry(e) => e.is_transient(),
-            PublishError::Kafka(e) => !matches!(
-                e.rdkafka_error_code(),
-                Some(
-                    RDKafkaErrorCode::MessageSizeTooLarge
-                        | RDKafkaErrorCode::InvalidMessage
-                        | RDKafkaErrorCode::TopicAuthorizationFailed
-                        | RDKafkaErrorCode::InvalidRecord
-                )
-            ),
+            PublishError::Kafka(e) => !e.rdkafka_error_code().is_some_and(refuses_the_record),
         }
     }
+}
+
+/// The broker or the client refuses this record as it is: retrying cannot help.
+fn refuses_the_record(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::InvalidRecord
+    )
+}
+
+/// The record never left the client: nothing can have been written.
+fn never_sent(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::QueueFull
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::UnknownPartition
+            | RDKafkaErrorCode::PurgeQueue
+    )
 }
 
 /// Longest attribute value (id, subject, source) accepted.
