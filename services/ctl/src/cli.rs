@@ -253,6 +253,9 @@ pub(crate) struct TokenArgs {
     /// Grant access to admin routes.
     #[arg(long)]
     pub(crate) admin: bool,
+    /// The admin's role on the console: `viewer` reads, `operator` may also act (implies --admin).
+    #[arg(long, value_parser = ["viewer", "operator"])]
+    pub(crate) role: Option<String>,
     /// Let the bearer act for other users (name another author of an upload).
     #[arg(long)]
     pub(crate) on_behalf: bool,

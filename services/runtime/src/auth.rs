@@ -43,13 +43,37 @@ pub struct Claims {
     /// Access to admin routes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
+    /// What an admin may do on the console: `viewer` (read only, the default) or `operator`
+    /// (may also act: replay, discard, pause).
+    #[serde(default, skip_serializing_if = "AdminRole::is_viewer")]
+    pub role: AdminRole,
     /// May act for other users (a trusted backend): name another user as the author of what it
     /// publishes. Without it, a user token (`sub` = the user's id) acts only as itself.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub on_behalf: bool,
 }
 
+/// An admin's role on the console; the server enforces it on every action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminRole {
+    #[default]
+    Viewer,
+    Operator,
+}
+
+impl AdminRole {
+    fn is_viewer(&self) -> bool {
+        *self == AdminRole::Viewer
+    }
+}
+
 impl Claims {
+    /// Whether the bearer may act on the console (an admin with the operator role).
+    pub fn may_operate(&self) -> bool {
+        self.admin && self.role == AdminRole::Operator
+    }
+
     /// Whether the bearer may publish `event_type` of `domain`.
     pub fn may_publish(&self, event_type: &str, domain: &str) -> bool {
         self.domains.iter().any(|d| d == domain || d == "*")
@@ -224,6 +248,7 @@ pub fn claims_for(sub: impl Into<String>, ttl: Duration) -> Claims {
         events: Vec::new(),
         domains: Vec::new(),
         admin: false,
+        role: AdminRole::Viewer,
         on_behalf: false,
     }
 }

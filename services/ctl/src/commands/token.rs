@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use circulatory::auth::{claims_for, mint_hs256};
+use circulatory::auth::{claims_for, mint_hs256, AdminRole};
 
 use super::{Failure, Outcome};
 use crate::cli::TokenArgs;
@@ -17,7 +17,10 @@ pub(crate) fn run(args: TokenArgs) -> Outcome {
     let mut claims = claims_for(args.sub, Duration::from_secs(args.ttl_secs));
     claims.events = args.events;
     claims.domains = args.domains;
-    claims.admin = args.admin;
+    claims.admin = args.admin || args.role.is_some();
+    if args.role.as_deref() == Some("operator") {
+        claims.role = AdminRole::Operator;
+    }
     claims.on_behalf = args.on_behalf;
     let token = mint_hs256(args.secret.as_bytes(), &claims).map_err(Failure::Usage)?;
     println!("{token}");
