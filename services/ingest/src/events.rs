@@ -576,6 +576,7 @@ async fn broadcast(state: &AppState, event: ValidatedEvent) -> Result<EventResul
         .events_broadcast
         .with_label_values(&[&event_type])
         .inc();
+    state.published.add(&event_type, 1);
     Ok(EventResult::Broadcast {
         id: event.metadata.id,
         event_type,
@@ -629,6 +630,7 @@ async fn produce(state: &AppState, events: Vec<(usize, ValidatedEvent)>) -> Vec<
             .events_produced
             .with_label_values(&[event_type])
             .inc_by(count);
+        state.published.add(event_type, count);
     }
     indexes
         .into_iter()

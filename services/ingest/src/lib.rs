@@ -40,6 +40,7 @@ pub mod read;
 pub mod routes;
 pub mod settlement;
 pub mod state;
+pub mod stats;
 pub mod upload;
 
 use config::Config;
@@ -123,10 +124,12 @@ async fn overloaded(error: BoxError) -> Response {
 pub struct Service {
     pub state: AppState,
     pub stop_watchers: CancellationToken,
+    /// Flushes the published counts to Redis; stopped last, after the producer's flush.
+    pub stats: stats::Flusher,
 }
 
 /// Assembles the state: catalog, registry, producer, Redis, token keys, object store; starts the
-/// dependency watcher.
+/// dependency watcher and the flusher of the published counts.
 pub async fn build(config: &Config) -> anyhow::Result<Service> {
     let catalog = Catalog::load(&CatalogPaths {
         topology: config.topology.clone(),
@@ -190,6 +193,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         },
     ))?
     .into();
+    let published = Arc::new(circulatory::consumer::stats::Published::default());
+    let stats = stats::Flusher::spawn(published.clone(), redis.clone(), config.namespace.clone());
     let state = AppState(Arc::new(Inner {
         idempotency: IdempotencyStore::new(
             redis.clone(),
@@ -216,10 +221,12 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
             body_timeout: config.body_timeout(),
         },
         asyncapi,
+        published,
     }));
     Ok(Service {
         state,
         stop_watchers,
+        stats,
     })
 }
 
@@ -314,8 +321,9 @@ pub async fn serve(
     service.stop_watchers.cancel();
     let drain = Duration::from_millis(config.drain_ms);
     let producer = state.publisher.producer().clone();
-    tokio::task::spawn_blocking(move || producer.flush(drain))
-        .await?
-        .map_err(|e| anyhow::anyhow!("producer flush: {e}"))?;
+    let flushed = tokio::task::spawn_blocking(move || producer.flush(drain)).await?;
+    // The last acknowledgements are counted: their figures go out before the process ends.
+    service.stats.stop().await;
+    flushed.map_err(|e| anyhow::anyhow!("producer flush: {e}"))?;
     Ok(())
 }

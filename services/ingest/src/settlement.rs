@@ -104,6 +104,8 @@ async fn follow(state: &AppState, unconfirmed: Unconfirmed) -> Option<EventResul
     match outcome {
         Ok(delivered) => {
             tracing::info!(event_id = %id, "an unconfirmed event was delivered");
+            // Written after all: it counts as published now.
+            state.published.add(&delivered.event_type, 1);
             Some(EventResult::from(delivered))
         }
         Err(e) => {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::http::{header, HeaderMap};
 use circulatory::auth::{AuthError, Claims, TokenVerifier};
 use circulatory::catalog::Catalog;
+use circulatory::consumer::stats::Published;
 use circulatory::publisher::EventPublisher;
 use circulatory::registry::SchemaRegistry;
 use object_store::ObjectStore;
@@ -46,6 +47,8 @@ pub struct Inner {
     pub limits: Limits,
     /// The AsyncAPI document of the catalog, serialised once (`/asyncapi.json`).
     pub asyncapi: axum::body::Bytes,
+    /// Events written per type since the last flush of the operators' figures.
+    pub published: Arc<Published>,
 }
 
 /// Cheap to clone: handlers get an `Arc`.

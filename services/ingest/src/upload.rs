@@ -406,6 +406,7 @@ async fn produce(state: &AppState, correlation: &Correlation, form: &Form) -> Re
         .events_produced
         .with_label_values(&["video.uploaded"])
         .inc();
+    state.published.add("video.uploaded", 1);
     Ok(())
 }
 

@@ -40,7 +40,7 @@ use crate::consumer::handler::{Context, Event, Handler, HandlerError};
 use crate::consumer::progress::{KeyLanes, PartitionProgress};
 use crate::consumer::record::{Record, TopicNames};
 use crate::consumer::retry::{self, DeadLetterReason, Failure, NextStop, Origin, RetryState};
-use crate::consumer::stats::{self, Accumulator, Snapshot, StatsKeys, Tally};
+use crate::consumer::stats::{self, Accumulator, Control, Identity, Snapshot, StatsKeys, Tally};
 use crate::consumer::telemetry::GroupMetrics;
 use crate::consumer::transactions::{self, Positions, Tp, Transactions};
 use crate::kafka::{self, KafkaConfig, ProducerSettings};
@@ -153,6 +153,22 @@ enum PauseReason {
     /// The engine took no records for a while: the poll thread keeps polling (rebalances and
     /// the group's liveness depend on it) with every partition paused.
     Full,
+    /// An operator paused the group (the console's control key).
+    Operator,
+}
+
+impl PauseReason {
+    /// The name operators see (the heartbeat's `paused_partitions`).
+    fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::Delay => "delay",
+            PauseReason::Backpressure => "backpressure",
+            PauseReason::Breaker => "breaker",
+            PauseReason::Shutdown => "shutdown",
+            PauseReason::Full => "full",
+            PauseReason::Operator => "operator",
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -184,6 +200,8 @@ struct Shared {
     metrics: GroupMetrics,
     /// Set for transactional groups.
     transactions: Option<Arc<Transactions>>,
+    /// The engine applies an operator pause: partitions assigned meanwhile pause at once.
+    operator_paused: AtomicBool,
 }
 
 impl Shared {
@@ -362,15 +380,30 @@ impl ConsumerContext for GroupContext {
         tracing::info!(partitions = revoked.len(), "partitions revoked");
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
-                let mut table = self.shared.table();
-                for element in list.elements() {
-                    table
-                        .partitions
-                        .entry((Arc::from(element.topic()), element.partition()))
-                        .or_default();
+                let assigned: Vec<Tp> = list
+                    .elements()
+                    .iter()
+                    .map(|e| (Arc::from(e.topic()), e.partition()))
+                    .collect();
+                {
+                    let mut table = self.shared.table();
+                    for tp in &assigned {
+                        table.partitions.entry(tp.clone()).or_default();
+                    }
+                }
+                // Under an operator pause, new partitions start paused (the engine's tick
+                // re-applies the pause too, which settles a race with a resume).
+                if self.shared.operator_paused.load(Ordering::Acquire) {
+                    set_pause(
+                        &self.shared,
+                        consumer,
+                        &assigned,
+                        PauseReason::Operator,
+                        true,
+                    );
                 }
                 tracing::info!(partitions = list.count(), "partitions assigned");
             }
@@ -400,10 +433,19 @@ struct Runtime {
 
 impl Runtime {
     fn tally(&self, event_type: &str, tally: Tally, duration: Duration) {
-        self.stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(event_type, tally, duration);
+        self.stats().record(event_type, tally, duration);
+    }
+
+    /// Counts events the group emitted, for the figures' `published_by:<group>`.
+    fn count_published<'a>(&self, event_types: impl IntoIterator<Item = &'a str>) {
+        let mut stats = self.stats();
+        for event_type in event_types {
+            stats.record_published(event_type);
+        }
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, Accumulator> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -586,10 +628,23 @@ impl ConsumerGroup {
             transactions: self
                 .transactional
                 .then(|| Transactions::new(self.settings.transaction_interval)),
+            operator_paused: AtomicBool::new(false),
         });
+        let identity = Arc::new(identity(&self.kafka, &group_id, &self.settings));
+        let stats_keys = StatsKeys::new(
+            self.catalog.namespace(),
+            &self.group.name,
+            &identity.instance,
+        );
+        let control = Arc::new(Control::default());
+        let operator_paused = initial_control(self.redis.clone(), &stats_keys, &control).await;
+        shared
+            .operator_paused
+            .store(operator_paused, Ordering::Release);
         let consumer = Arc::new(create_consumer(
             &self.kafka,
             &group_id,
+            &identity.client_id,
             &self.settings,
             shared.clone(),
         )?);
@@ -663,11 +718,6 @@ impl ConsumerGroup {
             shared: shared.clone(),
             stats: Mutex::default(),
         });
-        let stats_keys = StatsKeys::new(
-            self.catalog.namespace(),
-            &self.group.name,
-            &format!("{}-{}", hostname(), std::process::id()),
-        );
 
         let (tx, rx) = mpsc::channel(self.settings.channel_capacity.div_ceil(POLL_BATCH).max(1));
         let stop_polling = Arc::new(AtomicBool::new(false));
@@ -700,10 +750,23 @@ impl ConsumerGroup {
             held_by_tier: HashMap::new(),
             running_by_tier: HashMap::new(),
             stats_keys,
-            last_stats_flush: Instant::now(),
+            identity,
+            control,
+            operator_paused,
+            clear_stop: Arc::new(AtomicBool::new(true)),
+            next_stats_flush: Instant::now() + STATS_INTERVAL,
         };
-        tracing::info!(group = %group_id, topics = ?topics, "consumer group started");
+        tracing::info!(
+            group = %group_id,
+            topics = ?topics,
+            instance = %engine.identity.instance,
+            client_id = %engine.identity.client_id,
+            "consumer group started"
+        );
         let result = engine.run(shutdown).await;
+        if let Err(error @ ConsumerError::DeadLetterFlood { .. }) = &result {
+            engine.record_stop(error).await;
+        }
         engine.drain().await;
         if let (Some(txns), Some(committer)) = (shared.transactions.clone(), committer) {
             let deadline = Instant::now() + engine.settings.drain_timeout;
@@ -737,16 +800,79 @@ impl ConsumerGroup {
     }
 }
 
+/// Who this instance is: its static instance id (else `<host>-<pid>`) and the consumer's
+/// client id, distinct per instance so the group's member list matches heartbeats.
+fn identity(kafka: &KafkaConfig, group_id: &str, settings: &GroupSettings) -> Identity {
+    let host = hostname();
+    let pid = std::process::id();
+    let instance = settings
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| format!("{host}-{pid}"));
+    let client_id = kafka
+        .overrides
+        .iter()
+        .rev()
+        .find(|(key, _)| key == "client.id")
+        .map(|(_, value)| value.clone())
+        .unwrap_or_else(|| format!("{group_id}-{instance}"));
+    Identity {
+        instance,
+        host,
+        pid,
+        client_id,
+        started_at_ms: now_ms(),
+    }
+}
+
+/// How long the first read of the operator's control may take before the group starts anyway.
+const CONTROL_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Reads the operator's control once before consuming, so an instance started under a pause
+/// processes nothing. Unreachable Redis: the group runs (and keeps asking on every flush).
+async fn initial_control(
+    redis: Option<ConnectionManager>,
+    keys: &StatsKeys,
+    control: &Control,
+) -> bool {
+    let Some(mut redis) = redis else {
+        return false;
+    };
+    match tokio::time::timeout(CONTROL_READ_TIMEOUT, stats::read_control(&mut redis, keys)).await {
+        Ok(Ok(state)) => {
+            if state.paused {
+                tracing::info!(
+                    by = %state.by,
+                    reason = %state.reason,
+                    "operator pause applied: the group starts paused"
+                );
+            }
+            let paused = state.paused;
+            control.set(state);
+            paused
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not read the operator control; running");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("the operator control did not answer in time; running");
+            false
+        }
+    }
+}
+
 fn create_consumer(
     kafka: &KafkaConfig,
     group_id: &str,
+    client_id: &str,
     settings: &GroupSettings,
     shared: Arc<Shared>,
 ) -> Result<GroupConsumer, ConsumerError> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &kafka.bootstrap_servers)
-        .set("client.id", &kafka.client_id)
+        .set("client.id", client_id)
         .set("group.id", group_id)
         .set("partition.assignment.strategy", "cooperative-sticky")
         // Transactional groups commit offsets inside their transactions only.
@@ -901,8 +1027,19 @@ struct Engine {
     /// Main-topic events running, per tier.
     running_by_tier: HashMap<Tier, usize>,
     stats_keys: StatsKeys,
-    last_stats_flush: Instant,
+    identity: Arc<Identity>,
+    /// The operator's control as last read from Redis.
+    control: Arc<Control>,
+    /// The operator pause is applied: partitions paused, no new event starts.
+    operator_paused: bool,
+    /// A flood guard stop record may be left from an earlier run: deleted by the first flush
+    /// that succeeds.
+    clear_stop: Arc<AtomicBool>,
+    next_stats_flush: Instant,
 }
+
+/// How often the operators' figures are flushed (and the operator's control read).
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
@@ -1072,6 +1209,9 @@ impl Engine {
     /// Starts ready events while slots are free: retry topics first, then tiers in order; a
     /// lower tier runs within its minimum share while a higher tier has a backlog.
     fn release(&mut self) {
+        if self.operator_paused {
+            return;
+        }
         let top = self.top_backlog();
         let quota = self.lower_tier_quota();
         for class in 0..=4u8 {
@@ -1404,8 +1544,9 @@ impl Engine {
             self.resume(&all, PauseReason::Breaker);
             self.paused_for_breaker = false;
         }
+        self.apply_operator_control();
         // A half-open breaker gets one trial.
-        if !self.parked.is_empty() && self.trial.is_none() {
+        if !self.parked.is_empty() && self.trial.is_none() && !self.operator_paused {
             let now = Instant::now();
             let half_open = {
                 let breakers = self.runtime.shared.breakers();
@@ -1424,47 +1565,132 @@ impl Engine {
         }
         self.release();
         self.update_breaker_gauge();
-        if self.last_stats_flush.elapsed() >= Duration::from_secs(1) {
-            self.last_stats_flush = Instant::now();
+        // A fixed rate: the control is read once a second, however the ticks fall.
+        let now = Instant::now();
+        if now >= self.next_stats_flush {
+            self.next_stats_flush = (self.next_stats_flush + STATS_INTERVAL).max(now);
             self.flush_stats();
         }
     }
 
-    /// Sends the operators' figures to Redis in the background (never blocks the engine).
-    fn flush_stats(&self) {
-        let Some(redis) = self.runtime.redis.clone() else {
+    /// Follows the operator's control as last read: pauses every assigned partition (and stops
+    /// starting events) or resumes. Applied on every tick, so partitions assigned meanwhile
+    /// follow it; what is running finishes and is committed as usual.
+    fn apply_operator_control(&mut self) {
+        let wanted = self.control.paused();
+        if wanted != self.operator_paused {
+            self.operator_paused = wanted;
+            self.runtime
+                .shared
+                .operator_paused
+                .store(wanted, Ordering::Release);
+            let state = self.control.last();
+            let group = &*self.runtime.group_name;
+            if wanted {
+                tracing::info!(group, by = %state.by, reason = %state.reason, "operator pause applied");
+            } else {
+                tracing::info!(group, by = %state.by, reason = %state.reason, "operator pause lifted");
+            }
+        }
+        let all = self.assigned();
+        self.set_pause(&all, PauseReason::Operator, wanted);
+    }
+
+    /// Writes the flood guard's stop record and counts the stop, before the group returns.
+    async fn record_stop(&self, error: &ConsumerError) {
+        self.runtime.shared.metrics.flood_guard_stops.inc();
+        // The record is this run's: no later flush (the drain's) may delete it.
+        self.clear_stop.store(false, Ordering::Relaxed);
+        let Some(mut redis) = self.runtime.redis.clone() else {
             return;
         };
-        let counts = self
-            .runtime
-            .stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let (waiting, paused) = {
-            let table = self.runtime.shared.table();
-            (
-                table.partitions.values().map(|e| e.lag).sum(),
-                table
-                    .partitions
-                    .values()
-                    .filter(|e| !e.paused.is_empty())
-                    .count(),
-            )
+        let reason = error.to_string();
+        let write = stats::record_stop(&mut redis, &self.stats_keys, &reason, now_ms());
+        match tokio::time::timeout(CONTROL_READ_TIMEOUT, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not record the flood guard stop"),
+            Err(_) => tracing::warn!("recording the flood guard stop timed out"),
+        }
+    }
+
+    /// Sends the operators' figures to Redis in the background (never blocks the engine); the
+    /// operator's control comes back on the same round trip. When Redis does not answer, the
+    /// last known control stays.
+    fn flush_stats(&self) {
+        let Some(mut redis) = self.runtime.redis.clone() else {
+            return;
         };
-        let snapshot = Snapshot {
-            active: self.running,
-            waiting,
-            delayed: self.delayed.values().map(VecDeque::len).sum::<usize>() + self.parked.len(),
-            paused,
+        let (counts, published) = {
+            let mut stats = self.runtime.stats();
+            (stats.take(), stats.take_published())
         };
+        let clear_stop = self.clear_stop.clone();
+        let request = stats::Flush {
+            counts,
+            published,
+            snapshot: self.snapshot(),
+            clear_stop: clear_stop.load(Ordering::Relaxed),
+        };
+        let cleared = request.clear_stop;
         let keys = self.stats_keys.clone();
+        let identity = self.identity.clone();
+        let control = self.control.clone();
         tokio::spawn(async move {
-            let mut redis = redis;
-            if let Err(e) = stats::flush(&mut redis, &keys, counts, snapshot).await {
-                tracing::debug!(error = %e, "stats flush failed");
+            match stats::flush(&mut redis, &keys, &identity, request).await {
+                Ok(state) => {
+                    control.set(state);
+                    if cleared {
+                        clear_stop.store(false, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "stats flush failed"),
             }
         });
+    }
+
+    /// This instance's heartbeat figures.
+    fn snapshot(&self) -> Snapshot {
+        let mut snapshot = Snapshot {
+            active: self.running,
+            delayed: self.delayed.values().map(VecDeque::len).sum::<usize>() + self.parked.len(),
+            operator_paused: self.operator_paused,
+            updated_at_ms: now_ms(),
+            breakers: self.breaker_states(),
+            ..Snapshot::default()
+        };
+        let table = self.runtime.shared.table();
+        for (tp, entry) in &table.partitions {
+            let name = format!("{}:{}", tp.0, tp.1);
+            snapshot.waiting += entry.lag;
+            if !entry.paused.is_empty() {
+                let mut reasons: Vec<&'static str> =
+                    entry.paused.iter().map(|r| r.as_str()).collect();
+                reasons.sort_unstable();
+                snapshot.paused_partitions.insert(name.clone(), reasons);
+            }
+            snapshot.partitions.push(name);
+        }
+        drop(table);
+        snapshot.paused = snapshot.paused_partitions.len();
+        snapshot.partitions.sort_unstable();
+        snapshot
+    }
+
+    fn breaker_states(&self) -> BTreeMap<String, &'static str> {
+        let now = Instant::now();
+        self.runtime
+            .shared
+            .breakers()
+            .iter()
+            .map(|(dependency, breaker)| {
+                let state = match breaker.state(now) {
+                    BreakerState::Closed => "closed",
+                    BreakerState::HalfOpen { .. } => "half_open",
+                    BreakerState::Open { .. } => "open",
+                };
+                (dependency.clone(), state)
+            })
+            .collect()
     }
 
     fn update_breaker_gauge(&self) {
@@ -1759,8 +1985,17 @@ async fn apply_effects(
                 .map_err(|e| HandlerError::retryable(format!("emitting: {e}")))?;
             staged.push(record);
         }
+        runtime.count_published(staged.iter().map(|r| r.event_type.as_str()));
     } else {
-        for result in runtime.publisher.publish_all(validated).await {
+        let results = runtime.publisher.publish_all(validated).await;
+        // Each acknowledged record counts, also when a sibling failed (a retry sends it again).
+        runtime.count_published(
+            results
+                .iter()
+                .filter_map(|r| r.as_ref().ok())
+                .map(|d| d.event_type.as_str()),
+        );
+        for result in results {
             result.map_err(|e| HandlerError::retryable(format!("emitting: {e}")))?;
         }
     }

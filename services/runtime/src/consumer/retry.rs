@@ -4,7 +4,7 @@
 //! group's `max_attempts`) goes to `<group>.retry.<delay n>` due `delay n` later; exhausted
 //! attempts, permanent failures and undecodable records go to `<group>.dlq`. The original key,
 //! value and CloudEvents headers are kept; the `circ_*` headers say where the event came from, how
-//! often it failed and why.
+//! often it failed and why, and how often it was replayed from the dead letters.
 
 use std::time::Duration;
 
@@ -26,9 +26,13 @@ pub mod header {
     pub const ERROR_MESSAGE: &str = "circ_error_message";
     pub const DEAD_LETTERED_AT: &str = "circ_dead_lettered_at";
     pub const DLQ_REASON: &str = "circ_dlq_reason";
+    /// How often the event was replayed from the dead letters (decimal; absent: never). It
+    /// travels with the event through retries and back to the dead letters, so a replay loop
+    /// can be told from a first failure.
+    pub const REPLAYS: &str = "circ_replays";
 
     /// Every header this module writes (stripped before writing fresh ones).
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         ATTEMPT,
         DUE_AT,
         FIRST_FAILURE_AT,
@@ -41,6 +45,7 @@ pub mod header {
         ERROR_MESSAGE,
         DEAD_LETTERED_AT,
         DLQ_REASON,
+        REPLAYS,
     ];
 }
 
@@ -227,6 +232,10 @@ pub fn headers_for<H: Headers>(
     );
     put(header::ERROR_CLASS, failure.class.to_string());
     put(header::ERROR_MESSAGE, message);
+    let replayed = replays(original);
+    if replayed > 0 {
+        put(header::REPLAYS, replayed.to_string());
+    }
     match stop {
         NextStop::Retry { attempt, delay, .. } => {
             put(header::ATTEMPT, attempt.to_string());
@@ -245,7 +254,8 @@ pub fn headers_for<H: Headers>(
 }
 
 /// Headers for a replay from the dead letters: the original headers, attempt count reset, with
-/// the origin kept so the next failure still points at the first topic.
+/// the origin kept so the next failure still points at the first topic, and the replay count
+/// one higher.
 pub fn headers_for_replay<H: Headers>(original: Option<&H>) -> OwnedHeaders {
     let keep = [
         header::ORIGINAL_TOPIC,
@@ -265,7 +275,22 @@ pub fn headers_for_replay<H: Headers>(original: Option<&H>) -> OwnedHeaders {
             });
         }
     }
-    out
+    let count = replays(original).saturating_add(1).to_string();
+    out.insert(Header {
+        key: header::REPLAYS,
+        value: Some(count.as_bytes()),
+    })
+}
+
+/// How often a record was replayed from the dead letters (its last `circ_replays` header; 0
+/// when absent or not a number).
+pub fn replays<H: Headers>(headers: Option<&H>) -> u32 {
+    headers
+        .and_then(|headers| headers.iter().filter(|h| h.key == header::REPLAYS).last())
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -381,5 +406,87 @@ mod tests {
         assert_eq!(replayed.attempt, 1);
         assert_eq!(replayed.due_at_ms, None);
         assert!(replayed.origin.is_some());
+    }
+
+    #[test]
+    fn the_replay_count_grows_with_each_replay_and_survives_retries_and_dead_letters() {
+        let failure = Failure {
+            group: "payments",
+            class: "retryable",
+            message: "down",
+            now_ms: 1_000,
+        };
+        let origin = Origin {
+            topic: "ns.payments.critical".into(),
+            partition: 0,
+            offset: 1,
+            timestamp: None,
+        };
+        let dead = NextStop::DeadLetter {
+            topic: "ns.payments.dlq".into(),
+            reason: DeadLetterReason::Exhausted,
+        };
+        let retry = NextStop::Retry {
+            topic: "ns.payments.retry.2s".into(),
+            attempt: 2,
+            delay: Duration::from_secs(2),
+        };
+        let original = OwnedHeaders::new()
+            .insert(Header {
+                key: "ce_id",
+                value: Some("e1"),
+            })
+            .insert(Header {
+                key: "traceparent",
+                value: Some("00-abc-def-01"),
+            });
+        assert_eq!(replays(Some(&original)), 0);
+        assert_eq!(replays::<OwnedHeaders>(None), 0);
+        let route = |headers: &OwnedHeaders, stop: &NextStop| {
+            headers_for(
+                Some(headers),
+                &RetryState::read(Some(headers)),
+                &origin,
+                &failure,
+                stop,
+            )
+        };
+
+        let letter = route(&original, &dead);
+        assert_eq!(replays(Some(&letter)), 0);
+        assert_eq!(
+            text(&letter, header::REPLAYS),
+            None,
+            "never replayed: no header"
+        );
+
+        // Replay, fail, retry, dead letter again: the count travels the whole way.
+        let replayed = headers_for_replay(Some(&letter));
+        assert_eq!(replays(Some(&replayed)), 1);
+        assert_eq!(text(&replayed, "ce_id").as_deref(), Some("e1"));
+        assert_eq!(
+            text(&replayed, "traceparent").as_deref(),
+            Some("00-abc-def-01")
+        );
+        let retried = route(&replayed, &retry);
+        assert_eq!(text(&retried, header::REPLAYS).as_deref(), Some("1"));
+        let letter = route(&retried, &dead);
+        assert_eq!(replays(Some(&letter)), 1);
+        assert_eq!(
+            letter.iter().filter(|h| h.key == header::REPLAYS).count(),
+            1
+        );
+
+        let again = headers_for_replay(Some(&letter));
+        assert_eq!(text(&again, header::REPLAYS).as_deref(), Some("2"));
+        assert_eq!(again.iter().filter(|h| h.key == header::REPLAYS).count(), 1);
+        assert_eq!(RetryState::read(Some(&again)).attempt, 1);
+
+        let garbage = OwnedHeaders::new().insert(Header {
+            key: header::REPLAYS,
+            value: Some("many"),
+        });
+        assert_eq!(replays(Some(&garbage)), 0);
+        assert_eq!(replays(Some(&headers_for_replay(Some(&garbage)))), 1);
     }
 }

@@ -2,7 +2,7 @@
 //! is a constant label; event types are a closed set from the catalog; no ids as labels.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 #[derive(Clone)]
@@ -16,6 +16,8 @@ pub struct GroupMetrics {
     pub paused: IntGauge,
     pub lag: IntGaugeVec,
     pub breaker: IntGaugeVec,
+    /// Times the dead-letter flood guard stopped the group.
+    pub flood_guard_stops: IntCounter,
 }
 
 impl GroupMetrics {
@@ -50,6 +52,12 @@ impl GroupMetrics {
             let _ = registry.register(Box::new(g.clone()));
             g
         };
+        let flood_guard_stops = IntCounter::new(
+            "circulatory_flood_guard_stops_total",
+            "Times the dead-letter flood guard stopped the group.",
+        )
+        .expect("valid metric");
+        let _ = registry.register(Box::new(flood_guard_stops.clone()));
         GroupMetrics {
             processed: counter(
                 "circulatory_events_processed_total",
@@ -83,6 +91,7 @@ impl GroupMetrics {
                 "Circuit breaker per dependency: 0 closed, 1 half-open, 2 open.",
                 &["dependency"],
             ),
+            flood_guard_stops,
         }
     }
 }
