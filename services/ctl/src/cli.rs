@@ -310,6 +310,20 @@ pub(crate) enum DocumentFormat {
 pub(crate) enum DeployTarget {
     /// Kubernetes: the services, one StatefulSet and one KEDA ScaledObject per consumer group.
     Kubernetes(KubernetesArgs),
+    /// Prometheus and Grafana for compose: scrape jobs, alerting rules with their promtool unit
+    /// tests, data source and dashboard.
+    Monitoring(MonitoringArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MonitoringArgs {
+    /// Folder to write `prometheus/` and `grafana/` into (the files of the project's shape there
+    /// are replaced).
+    #[arg(long, default_value = "compose")]
+    pub(crate) out: PathBuf,
+    /// Print every metric name the rules and the dashboard read, one per line, and write nothing.
+    #[arg(long)]
+    pub(crate) list_metrics: bool,
 }
 
 #[derive(Debug, Args)]

@@ -230,6 +230,7 @@ struct RawGroup {
     timeout: Option<String>,
     max_in_flight: Option<u32>,
     lag_threshold: Option<u32>,
+    time_lag_objective: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -350,10 +351,15 @@ pub struct Group {
     pub max_in_flight: u32,
     /// Records waiting per replica that make an autoscaler add one (KEDA's `lagThreshold`).
     pub lag_threshold: u32,
+    /// The most the oldest record waiting on a main topic may age before an alert fires.
+    pub time_lag_objective: Duration,
 }
 
 /// The autoscaling target when a group does not declare `lag_threshold`.
 pub const DEFAULT_LAG_THRESHOLD: u32 = 100;
+
+/// The time-lag objective when a group does not declare `time_lag_objective`.
+pub const DEFAULT_TIME_LAG_OBJECTIVE: Duration = Duration::from_secs(300);
 
 impl Group {
     /// Base name of the retry topic for one delay of the ladder: `<group>.retry.<delay>`.
@@ -829,6 +835,13 @@ fn validate_groups(
         if group.lag_threshold == Some(0) {
             problems.add(format!("{at}.lag_threshold"), "must be at least 1");
         }
+        let time_lag_objective = match &group.time_lag_objective {
+            Some(text) => problems.parse(format!("{at}.time_lag_objective"), text, duration::parse),
+            None => Some(DEFAULT_TIME_LAG_OBJECTIVE),
+        };
+        if time_lag_objective.is_some_and(|t| t < Duration::from_secs(1)) {
+            problems.add(format!("{at}.time_lag_objective"), "must be at least 1s");
+        }
         groups.insert(
             name.clone(),
             Group {
@@ -840,6 +853,7 @@ fn validate_groups(
                 timeout: timeout.unwrap_or(defaults.timeout),
                 max_in_flight: group.max_in_flight.unwrap_or(defaults.max_in_flight).max(1),
                 lag_threshold: group.lag_threshold.unwrap_or(DEFAULT_LAG_THRESHOLD).max(1),
+                time_lag_objective: time_lag_objective.unwrap_or(DEFAULT_TIME_LAG_OBJECTIVE),
             },
         );
     }
@@ -1008,6 +1022,33 @@ realtime:
         let text = VALID.replace("max_attempts: 5", "max_attempts: 5\n    lag_threshold: 0");
         let err = Topology::from_yaml("t.yaml", &text).unwrap_err();
         assert!(err.to_string().contains("lag_threshold"), "{err}");
+    }
+
+    #[test]
+    fn a_group_may_declare_its_time_lag_objective() {
+        let topology = Topology::from_yaml("t.yaml", VALID).expect("valid");
+        assert_eq!(
+            topology.groups["payments"].time_lag_objective,
+            DEFAULT_TIME_LAG_OBJECTIVE
+        );
+        let with = |objective: &str| {
+            VALID.replace(
+                "max_attempts: 5",
+                &format!("max_attempts: 5\n    time_lag_objective: {objective}"),
+            )
+        };
+        let topology = Topology::from_yaml("t.yaml", &with("30s")).expect("valid");
+        assert_eq!(
+            topology.groups["payments"].time_lag_objective,
+            Duration::from_secs(30)
+        );
+        for bad in ["0s", "500ms", "soon"] {
+            let err = Topology::from_yaml("t.yaml", &with(bad)).unwrap_err();
+            assert!(
+                err.to_string().contains("time_lag_objective"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

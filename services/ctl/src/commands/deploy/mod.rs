@@ -1,7 +1,9 @@
 //! `circ deploy kubernetes`: manifests derived from the catalog, so that a group added to
 //! `topics.yaml` gets its StatefulSet and autoscaler without anyone writing YAML.
+//! `circ deploy monitoring`: its scrape jobs, alerts and dashboard, the same way.
 
 mod kubernetes;
+mod monitoring;
 
 use std::process::ExitCode;
 
@@ -23,5 +25,6 @@ pub(crate) fn run(global: &Global, catalog: &Catalog, target: DeployTarget) -> O
             );
             Ok(ExitCode::SUCCESS)
         }
+        DeployTarget::Monitoring(args) => monitoring::run(catalog, &args),
     }
 }
