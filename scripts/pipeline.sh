@@ -7,11 +7,12 @@ STATE_DIR=${CIRC_STACK_DIR:-$ROOT/.stack}
 
 # The services scripts/up runs, as "name:port": each is a binary of the workspace of that name that
 # runs until SIGTERM and answers /readyz on that port; its log goes to .stack/logs/<name>.log.
-# The ingest API and the realtime gateway serve clients; each consumer group serves /metrics,
-# /healthz and /readyz on 91xx.
+# The ingest API and the realtime gateway serve clients, the console serves operators; each
+# consumer group serves /metrics, /healthz and /readyz on 91xx.
 SERVICES=(
   "ingest:${CIRC_INGEST_PORT:-8080}"
   "gateway:${CIRC_GATEWAY_PORT:-8090}"
+  "console:${CIRC_CONSOLE_PORT:-8070}"
   "user-lifecycle:9101"
   "feed-fanout:9102"
   "notifier:9103"
@@ -53,6 +54,7 @@ load_stack_env() {
   export CIRC_JWT_SECRET
   export CIRC_INGEST_LISTEN=127.0.0.1:${CIRC_INGEST_PORT:-8080}
   export CIRC_GATEWAY_LISTEN=127.0.0.1:${CIRC_GATEWAY_PORT:-8090}
+  export CIRC_CONSOLE_LISTEN=127.0.0.1:${CIRC_CONSOLE_PORT:-8070}
   export CIRC_OBJECT_STORE=$STATE_DIR/objects
 }
 
@@ -122,6 +124,9 @@ stop_services() {
 list_services() {
   printf 'Services: %s (logs in .stack/logs/)\n' "${SERVICES[*]%%:*}"
   printf 'Ingest API: http://127.0.0.1:%s (OpenAPI at /openapi.json)\n' "${CIRC_INGEST_PORT:-8080}"
+  printf 'Console:    http://127.0.0.1:%s (sign in with an admin token; API under /admin/circulatory/)\n' "${CIRC_CONSOLE_PORT:-8070}"
+  # shellcheck disable=SC2016 # printed for the reader to run, not expanded here
+  printf 'An admin:   target/release/circ token --sub ops --role operator --secret "$(cat .stack/jwt-secret)"\n'
   # shellcheck disable=SC2016 # printed for the reader to run, not expanded here
   printf 'A token:    TOKEN=$(target/release/circ token --sub dev --events "*" --secret "$(cat .stack/jwt-secret)")\n'
 }

@@ -32,6 +32,8 @@ pub struct DeadLetter {
     pub error_class: Option<String>,
     pub error_message: Option<String>,
     pub attempt: u32,
+    /// Times an operator already sent this event back to its group.
+    pub replays: u32,
     pub dead_lettered_at_ms: Option<i64>,
     pub origin: Option<Origin>,
     /// `replayed` or `discarded` once an operator decided.
@@ -50,7 +52,8 @@ pub(crate) fn text(headers: &OwnedHeaders, name: &str) -> Option<String> {
 }
 
 impl DeadLetter {
-    fn from_record(record: OwnedMessage) -> DeadLetter {
+    /// Reads a dead-letter record's story from its headers.
+    pub fn from_record(record: OwnedMessage) -> DeadLetter {
         let state = RetryState::read(record.headers());
         let empty = OwnedHeaders::new();
         let headers = record.headers().unwrap_or(&empty);
@@ -64,12 +67,21 @@ impl DeadLetter {
             error_class: text(headers, header::ERROR_CLASS),
             error_message: text(headers, header::ERROR_MESSAGE),
             attempt: state.attempt,
+            replays: retry::replays(record.headers()),
             dead_lettered_at_ms: text(headers, header::DEAD_LETTERED_AT)
                 .and_then(|t| t.parse().ok()),
             origin: state.origin,
             resolution: None,
             record,
         }
+    }
+}
+
+impl DeadLetter {
+    /// The loop guard: a letter already replayed `max_replays` times is quarantined instead of
+    /// being sent back again.
+    pub fn is_looping(&self, max_replays: u32) -> bool {
+        self.replays >= max_replays
     }
 }
 
@@ -160,6 +172,47 @@ pub async fn read_all(
     .map_err(|_| rdkafka::error::KafkaError::Canceled)?
 }
 
+/// Reads the record at one position of a dead-letter topic with a client of its own.
+pub async fn read_one(
+    kafka: &KafkaConfig,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    timeout: Duration,
+) -> Result<Option<DeadLetter>, rdkafka::error::KafkaError> {
+    let consumer: BaseConsumer = kafka::reader(kafka)?;
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || read_at(&consumer, &topic, partition, offset, timeout))
+        .await
+        .map_err(|_| rdkafka::error::KafkaError::Canceled)?
+}
+
+/// Reads the record at one position with `consumer` (blocking; the consumer's assignment is
+/// replaced). `None` when the record is gone (retention) or never was.
+pub fn read_at(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    timeout: Duration,
+) -> Result<Option<DeadLetter>, rdkafka::error::KafkaError> {
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    consumer.assign(&assignment)?;
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) if m.topic() == topic && m.partition() == partition => {
+                return Ok((m.offset() == offset).then(|| DeadLetter::from_record(m.detach())));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    Ok(None)
+}
+
 /// Fills in operators' earlier decisions.
 pub async fn load_resolutions(
     pool: &PgPool,
@@ -213,11 +266,30 @@ pub async fn replay(
     replay_topic: &str,
     letter: &DeadLetter,
 ) -> Result<(), rdkafka::error::KafkaError> {
+    replay_as(
+        producer,
+        replay_topic,
+        letter,
+        letter.record.payload().unwrap_or_default(),
+        letter.record.key(),
+    )
+    .await
+}
+
+/// Replays a dead letter with an operator's corrected value (wire format, already validated)
+/// and its key; every header is kept.
+pub async fn replay_as(
+    producer: &FutureProducer,
+    replay_topic: &str,
+    letter: &DeadLetter,
+    payload: &[u8],
+    key: Option<&[u8]>,
+) -> Result<(), rdkafka::error::KafkaError> {
     let headers = retry::headers_for_replay(letter.record.headers());
     let mut record = FutureRecord::to(replay_topic)
         .headers(headers)
-        .payload(letter.record.payload().unwrap_or_default());
-    if let Some(key) = letter.record.key() {
+        .payload(payload);
+    if let Some(key) = key {
         record = record.key(key);
     }
     producer

@@ -55,6 +55,27 @@ pub struct GroupLag {
     pub partitions: Vec<PartitionLag>,
 }
 
+/// Every topic a group reads, with what it is to the group: its main topics, its retry rungs
+/// and its replay topic.
+pub fn group_topics(catalog: &Catalog, group: &Group) -> Vec<(String, TopicRole)> {
+    let mut topics: Vec<(String, TopicRole)> = catalog
+        .group_topics(group)
+        .into_iter()
+        .map(|t| (t, TopicRole::Main))
+        .collect();
+    topics.extend(group.retry_delays.iter().map(|d| {
+        (
+            catalog.topic_name(&group.retry_topic_base(*d)),
+            TopicRole::Retry,
+        )
+    }));
+    topics.push((
+        catalog.topic_name(&group.replay_topic_base()),
+        TopicRole::Replay,
+    ));
+    topics
+}
+
 /// The lag of each of `groups` (blocking Kafka calls run off the async runtime).
 pub async fn groups_lag(
     kafka: &KafkaConfig,
@@ -100,21 +121,7 @@ fn group_lag(
     timeout: Duration,
 ) -> Result<GroupLag, KafkaError> {
     let group_id = catalog.topic_name(&group.name);
-    let mut topics: Vec<(String, TopicRole)> = catalog
-        .group_topics(group)
-        .into_iter()
-        .map(|t| (t, TopicRole::Main))
-        .collect();
-    topics.extend(group.retry_delays.iter().map(|d| {
-        (
-            catalog.topic_name(&group.retry_topic_base(*d)),
-            TopicRole::Retry,
-        )
-    }));
-    topics.push((
-        catalog.topic_name(&group.replay_topic_base()),
-        TopicRole::Replay,
-    ));
+    let topics = group_topics(catalog, group);
 
     let mut list = TopicPartitionList::new();
     let mut missing_topics = Vec::new();
