@@ -10,95 +10,32 @@ through its confirmation dialog, and checks that a viewer is offered no action.
 Screenshots of each page, and the logs of the processes, go to target/browser-artifacts/.
 """
 
-import datetime
 import functools
 import json
 import os
 import re
-import secrets
-import socket
-import subprocess
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
+from workspace_processes import ROOT, WAIT, Process, circ, free_port, fresh_namespace, now_iso
+from workspace_processes import produce_undecodable as shared_produce_undecodable
 
-ROOT = Path(__file__).resolve().parents[2]
-CIRC = os.environ.get("CIRC_BIN", str(ROOT / "target" / "debug" / "circ"))
-BIN_DIR = Path(CIRC).resolve().parent
 ARTIFACTS = ROOT / "target" / "browser-artifacts"
 CHROMIUM = os.environ.get("CIRC_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CIRC_CHROMEDRIVER", "/usr/bin/chromedriver")
-BOOTSTRAP = os.environ.get("CIRC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 GROUP = "audit-log"
 EVENT_TYPE = "system.health"
-#: The longest any single wait may take, in seconds.
-WAIT = 60
 
 
 # ---- Processes ------------------------------------------------------------------------------
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def circ(env, *args):
-    done = subprocess.run([CIRC, *args], env=dict(env, CIRC_LOG="error"), cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"circ {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-class Process:
-    """A binary of the workspace, its output in target/browser-artifacts/<name>.log."""
-
-    def __init__(self, name, env):
-        self.name = name
-        self.log_path = ARTIFACTS / f"{name}.log"
-        self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen([str(BIN_DIR / name)], env=env, cwd=ROOT, stdout=self.log,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-    def tail(self, lines=30):
-        self.log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def wait_ready(self, url):
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"{self.name} exited ({self.process.returncode}):\n{self.tail()}"
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.3)
-        pytest.fail(f"{self.name} not ready at {url} within {WAIT} s:\n{self.tail()}")
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self.log.close()
-
 
 def require_chromium():
     if Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists():
@@ -115,43 +52,17 @@ def require_chromium():
 def env():
     """A fresh namespace with its topics and schemas; its topics are deleted afterwards."""
     require_chromium()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    namespace = "t" + uuid.uuid4().hex[:12]
-    env = dict(os.environ)
-    env.update(
-        CIRC_NAMESPACE=namespace,
-        CIRC_TOPOLOGY=str(ROOT / "topics.yaml"),
-        CIRC_SCHEMAS=str(ROOT / "schemas"),
-        CIRC_KAFKA_BOOTSTRAP=BOOTSTRAP,
-        CIRC_REPLICATION_FACTOR=os.environ.get("CIRC_REPLICATION_FACTOR", "1"),
-        CIRC_JWT_SECRET=secrets.token_urlsafe(36),
-        CIRC_LOG="info",
-    )
-    for name, default in [("CIRC_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"),
-                          ("CIRC_REDIS_URL", "redis://127.0.0.1:6379"),
-                          ("DATABASE_URL", "postgres://circulatory:circulatory@127.0.0.1:5432/circulatory")]:
-        env.setdefault(name, default)
-    circ(env, "db", "migrate")
-    circ(env, "topics", "apply")
-    circ(env, "schemas", "register")
-    yield env
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
-    mine = [t for t in admin.list_topics(timeout=15).topics if t.startswith(f"{namespace}.")]
-    if mine:
-        for future in admin.delete_topics(mine, operation_timeout=15).values():
-            try:
-                future.result(30)
-            except Exception:  # noqa: BLE001 - a topic already gone is fine
-                pass
+    with fresh_namespace(ARTIFACTS) as env:
+        yield env
 
 
 @pytest.fixture(scope="module")
 def group(env):
     port = free_port()
     process = Process(GROUP, dict(env, CIRC_HANDLER_LISTEN=f"127.0.0.1:{port}",
-                                  CIRC_INSTANCE_ID=f"{GROUP}-0"))
+                                  CIRC_INSTANCE_ID=f"{GROUP}-0"), port, ARTIFACTS)
     try:
-        process.wait_ready(f"http://127.0.0.1:{port}/readyz")
+        process.wait_ready()
         yield process
     finally:
         process.stop()
@@ -161,10 +72,11 @@ def group(env):
 def console(env, group):
     """The console's base URL."""
     port = free_port()
-    process = Process("console", dict(env, CIRC_CONSOLE_LISTEN=f"127.0.0.1:{port}", CIRC_CONSOLE_REFRESH_MS="1000"))
+    process = Process("console", dict(env, CIRC_CONSOLE_LISTEN=f"127.0.0.1:{port}", CIRC_CONSOLE_REFRESH_MS="1000"),
+                      port, ARTIFACTS)
     try:
-        process.wait_ready(f"http://127.0.0.1:{port}/readyz")
-        yield f"http://127.0.0.1:{port}"
+        process.wait_ready()
+        yield process.base
     finally:
         process.stop()
 
@@ -199,10 +111,6 @@ def browser(env):
 
 # ---- Traffic --------------------------------------------------------------------------------
 
-def now_iso():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def produce_valid(env, count):
     for i in range(count):
         data = {"component": "browser-test", "status": "HEALTHY",
@@ -212,15 +120,7 @@ def produce_valid(env, count):
 
 
 def produce_undecodable(env, count):
-    """Records with CloudEvents headers and a value that is not Avro: dead-lettered at once."""
-    producer = Producer({"bootstrap.servers": BOOTSTRAP})
-    topic = f"{env['CIRC_NAMESPACE']}.admin.high"
-    for _ in range(count):
-        headers = [("ce_specversion", b"1.0"), ("ce_id", str(uuid.uuid4()).encode()),
-                   ("ce_source", b"/tests/browser"), ("ce_type", EVENT_TYPE.encode()),
-                   ("ce_time", now_iso().encode()), ("content-type", b"application/avro")]
-        producer.produce(topic, key=b"browser-test", value=b"this is not an avro record", headers=headers)
-    assert producer.flush(30) == 0, "records not delivered"
+    shared_produce_undecodable(env, count, EVENT_TYPE, "/tests/browser")
 
 
 # ---- Browser steps --------------------------------------------------------------------------

@@ -20,102 +20,25 @@ Logs of the processes, and which service exposed each name (exposed.txt), go to
 target/metrics-artifacts/.
 """
 
-import datetime
 import json
-import os
 import re
-import secrets
 import socket
-import subprocess
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
+from workspace_processes import ROOT, WAIT, Process, circ, free_port, fresh_namespace, now_iso
+from workspace_processes import produce_undecodable as shared_produce_undecodable
 
-ROOT = Path(__file__).resolve().parents[2]
-CIRC = os.environ.get("CIRC_BIN", str(ROOT / "target" / "debug" / "circ"))
-BIN_DIR = Path(CIRC).resolve().parent
 ARTIFACTS = ROOT / "target" / "metrics-artifacts"
-BOOTSTRAP = os.environ.get("CIRC_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 GROUP = "audit-log"
-#: The longest any single wait may take, in seconds.
-WAIT = 60
 
 
 # ---- Processes ------------------------------------------------------------------------------
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def circ(env, *args):
-    done = subprocess.run([CIRC, *args], env=dict(env, CIRC_LOG="error"), cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"circ {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
-
-
-class Process:
-    """A binary of the workspace listening on 127.0.0.1:`port`, its output in
-    target/metrics-artifacts/<name>.log."""
-
-    def __init__(self, name, env, port):
-        self.name = name
-        self.base = f"http://127.0.0.1:{port}"
-        self.log_path = ARTIFACTS / f"{name}.log"
-        self.log = open(self.log_path, "wb")
-        self.process = subprocess.Popen([str(BIN_DIR / name)], env=env, cwd=ROOT, stdout=self.log,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-    def tail(self, lines=30):
-        self.log.flush()
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def wait_ready(self):
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"{self.name} exited ({self.process.returncode}):\n{self.tail()}"
-            try:
-                with urllib.request.urlopen(f"{self.base}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.3)
-        pytest.fail(f"{self.name} not ready at {self.base}/readyz within {WAIT} s:\n{self.tail()}")
-
-    def metrics(self):
-        """The sample names of the exposition, each with its lines (the last scrape is kept in
-        target/metrics-artifacts/<name>.metrics)."""
-        assert self.process.poll() is None, f"{self.name} exited ({self.process.returncode}):\n{self.tail()}"
-        with urllib.request.urlopen(f"{self.base}/metrics", timeout=10) as response:
-            text = response.read().decode()
-        (ARTIFACTS / f"{self.name}.metrics").write_text(text)
-        samples = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                samples.setdefault(re.split(r"[{\s]", line, maxsplit=1)[0], []).append(line)
-        return samples
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self.log.close()
-
 
 class CuttableProxy:
     """A TCP proxy to `upstream` (host, port) that can be cut: open connections are closed and
@@ -186,35 +109,8 @@ class CuttableProxy:
 @pytest.fixture(scope="module")
 def env():
     """A fresh namespace with its topics and schemas; its topics are deleted afterwards."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    namespace = "t" + uuid.uuid4().hex[:12]
-    env = dict(os.environ)
-    env.update(
-        CIRC_NAMESPACE=namespace,
-        CIRC_TOPOLOGY=str(ROOT / "topics.yaml"),
-        CIRC_SCHEMAS=str(ROOT / "schemas"),
-        CIRC_KAFKA_BOOTSTRAP=BOOTSTRAP,
-        CIRC_REPLICATION_FACTOR=os.environ.get("CIRC_REPLICATION_FACTOR", "1"),
-        CIRC_JWT_SECRET=secrets.token_urlsafe(36),
-        CIRC_OBJECT_STORE=str(ARTIFACTS / "objects"),
-        CIRC_LOG="info",
-    )
-    for name, default in [("CIRC_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"),
-                          ("CIRC_REDIS_URL", "redis://127.0.0.1:6379"),
-                          ("DATABASE_URL", "postgres://circulatory:circulatory@127.0.0.1:5432/circulatory")]:
-        env.setdefault(name, default)
-    circ(env, "db", "migrate")
-    circ(env, "topics", "apply")
-    circ(env, "schemas", "register")
-    yield env
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
-    mine = [t for t in admin.list_topics(timeout=15).topics if t.startswith(f"{namespace}.")]
-    if mine:
-        for future in admin.delete_topics(mine, operation_timeout=15).values():
-            try:
-                future.result(30)
-            except Exception:  # noqa: BLE001 - a topic already gone is fine
-                pass
+    with fresh_namespace(ARTIFACTS, CIRC_OBJECT_STORE=str(ARTIFACTS / "objects")) as env:
+        yield env
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +142,7 @@ def services(env, pg_proxy):
             ("console", lambda port: {"CIRC_CONSOLE_LISTEN": f"127.0.0.1:{port}", "CIRC_CONSOLE_REFRESH_MS": "1000"}),
         ]:
             port = free_port()
-            started[name] = Process(name, dict(env, **extra(port)), port)
+            started[name] = Process(name, dict(env, **extra(port)), port, ARTIFACTS)
         for process in started.values():
             process.wait_ready()
         yield started
@@ -256,10 +152,6 @@ def services(env, pg_proxy):
 
 
 # ---- Traffic --------------------------------------------------------------------------------
-
-def now_iso():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
 
 def publish(ingest, token, events):
     """POSTs a batch to ingest's /v1/events; returns the per-event results."""
@@ -281,15 +173,7 @@ def health_checks(env, count, status="HEALTHY"):
 
 
 def produce_undecodable(env, count):
-    """Records with CloudEvents headers and a value that is not Avro: dead-lettered at once."""
-    producer = Producer({"bootstrap.servers": BOOTSTRAP})
-    topic = f"{env['CIRC_NAMESPACE']}.admin.high"
-    for _ in range(count):
-        headers = [("ce_specversion", b"1.0"), ("ce_id", str(uuid.uuid4()).encode()),
-                   ("ce_source", b"/tests/metrics"), ("ce_type", b"system.health"),
-                   ("ce_time", now_iso().encode()), ("content-type", b"application/avro")]
-        producer.produce(topic, key=b"metrics-test", value=b"this is not an avro record", headers=headers)
-    assert producer.flush(30) == 0, "records not delivered"
+    shared_produce_undecodable(env, count, "system.health", "/tests/metrics")
 
 
 def sse_connect(gateway, token, channel, rcvbuf=None):
