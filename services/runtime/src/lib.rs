@@ -11,6 +11,7 @@
 //! - [`db`]: PostgreSQL pool and the embedded migrations.
 //! - [`auth`]: bearer tokens (JWT), verified by every HTTP surface, minted by `circ token`.
 //! - [`realtime`]: broadcasts on Redis pub/sub.
+//! - [`trace`]: the trace index (where each event is, what each group did with it).
 
 pub mod asyncapi;
 pub mod auth;
@@ -28,3 +29,4 @@ pub mod realtime;
 pub mod registry;
 pub mod topics;
 pub mod topology;
+pub mod trace;

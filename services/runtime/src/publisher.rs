@@ -16,6 +16,7 @@ use crate::catalog::{Catalog, EventType};
 use crate::cloudevents::EventMetadata;
 use crate::codec::{self, FieldError};
 use crate::registry::{RegistryError, SchemaRegistry};
+use crate::trace::{self, TraceIndex};
 
 /// An event as a client submits it.
 #[derive(Debug, Clone, Default)]
@@ -64,6 +65,9 @@ pub struct OutboundRecord {
     pub headers: OwnedHeaders,
     pub id: String,
     pub event_type: String,
+    /// For the trace index, once acknowledged; None for a record that is not a new event (a
+    /// retry or dead-letter hand-off).
+    pub note: Option<trace::Note>,
 }
 
 /// What the broker acknowledged.
@@ -235,6 +239,8 @@ pub struct EventPublisher {
     publish_timeout: Duration,
     /// Largest record (key, value, headers) validation lets through.
     max_record_bytes: usize,
+    /// Where acknowledged events are recorded for operators.
+    trace: TraceIndex,
 }
 
 impl EventPublisher {
@@ -253,7 +259,18 @@ impl EventPublisher {
             enqueue_timeout: Duration::from_secs(1),
             publish_timeout: Duration::from_secs(30),
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            trace: TraceIndex::disabled(),
         }
+    }
+
+    /// Records every acknowledged event in `trace`.
+    pub fn with_trace(mut self, trace: TraceIndex) -> EventPublisher {
+        self.trace = trace;
+        self
+    }
+
+    pub fn trace(&self) -> &TraceIndex {
+        &self.trace
     }
 
     /// Refuses, at validation, events whose record would exceed `bytes`.
@@ -353,6 +370,11 @@ impl EventPublisher {
             return Err(PublishError::Ephemeral(event.metadata.event_type));
         };
         let payload = self.registry.encode(&event.event, &event.datum).await?;
+        let note = self.trace.is_enabled().then(|| trace::Note {
+            time_ms: event.metadata.time.timestamp_millis(),
+            source: event.metadata.source.clone(),
+            correlation_id: event.metadata.correlation_id.clone(),
+        });
         Ok(OutboundRecord {
             topic,
             key: event.key.map(String::into_bytes),
@@ -360,6 +382,7 @@ impl EventPublisher {
             headers: event.metadata.to_headers(),
             id: event.metadata.id,
             event_type: event.metadata.event_type,
+            note,
         })
     }
 
@@ -416,8 +439,14 @@ impl EventPublisher {
             };
             results.push(tokio::select! {
                 biased;
-                acknowledged = &mut delivery => Publication::Settled(settle(acknowledged, sent)),
-                _ = &mut expired => Publication::Unconfirmed(Unconfirmed { delivery, sent }),
+                acknowledged = &mut delivery => {
+                    Publication::Settled(settle(acknowledged, sent, &self.trace))
+                }
+                _ = &mut expired => Publication::Unconfirmed(Unconfirmed {
+                    delivery,
+                    sent,
+                    trace: self.trace.clone(),
+                }),
             });
         }
         results
@@ -437,6 +466,7 @@ impl EventPublisher {
             headers,
             id,
             event_type,
+            note,
         } = record;
         let mut future_record = FutureRecord::to(&topic).payload(&payload).headers(headers);
         if let Some(key) = &key {
@@ -460,6 +490,7 @@ impl EventPublisher {
                 id,
                 event_type,
                 topic,
+                note,
             },
         ))
     }
@@ -480,6 +511,7 @@ pub enum Publication {
 pub struct Unconfirmed {
     delivery: DeliveryFuture,
     sent: Sent,
+    trace: TraceIndex,
 }
 
 impl std::fmt::Debug for Unconfirmed {
@@ -499,7 +531,7 @@ impl Unconfirmed {
     /// Waits for the producer's report: delivered, or failed (and then possibly written, see
     /// [`PublishError::possibly_written`]).
     pub async fn outcome(self) -> Result<Delivered, PublishError> {
-        settle(self.delivery.await, self.sent)
+        settle(self.delivery.await, self.sent, &self.trace)
     }
 }
 
@@ -509,15 +541,27 @@ fn settle(
         futures::channel::oneshot::Canceled,
     >,
     sent: Sent,
+    trace: &TraceIndex,
 ) -> Result<Delivered, PublishError> {
     match acknowledged {
-        Ok(Ok(delivery)) => Ok(Delivered {
-            id: sent.id,
-            event_type: sent.event_type,
-            topic: sent.topic,
-            partition: delivery.partition,
-            offset: delivery.offset,
-        }),
+        Ok(Ok(delivery)) => {
+            if let Some(note) = sent.note {
+                trace.written(note.written(
+                    &sent.id,
+                    &sent.event_type,
+                    &sent.topic,
+                    delivery.partition,
+                    delivery.offset,
+                ));
+            }
+            Ok(Delivered {
+                id: sent.id,
+                event_type: sent.event_type,
+                topic: sent.topic,
+                partition: delivery.partition,
+                offset: delivery.offset,
+            })
+        }
         Ok(Err((e, _))) => Err(PublishError::Kafka(e)),
         // The producer dropped the record's report: only at shutdown.
         Err(_) => Err(PublishError::Kafka(KafkaError::Canceled)),
@@ -530,6 +574,7 @@ struct Sent {
     id: String,
     event_type: String,
     topic: String,
+    note: Option<trace::Note>,
 }
 
 fn timed_out() -> PublishError {

@@ -42,12 +42,14 @@ use crate::consumer::record::{Record, TopicNames};
 use crate::consumer::retry::{self, DeadLetterReason, Failure, NextStop, Origin, RetryState};
 use crate::consumer::stats::{self, Accumulator, Control, Identity, Snapshot, StatsKeys, Tally};
 use crate::consumer::telemetry::GroupMetrics;
+use crate::consumer::trace_steps;
 use crate::consumer::transactions::{self, Positions, Tp, Transactions};
 use crate::kafka::{self, KafkaConfig, ProducerSettings};
 use crate::publisher::{EventPublisher, OutboundRecord};
 use crate::realtime::{self, RealtimeMessage};
 use crate::registry::SchemaRegistry;
 use crate::topology::{Group, Tier};
+use crate::trace::TraceIndex;
 
 /// Tuning of a consumer group process; the group's own bounds come from `topics.yaml`.
 #[derive(Debug, Clone)]
@@ -94,6 +96,9 @@ pub struct GroupSettings {
     /// moves no partition. The other side: a member that stops and does not come back keeps its
     /// partitions unprocessed for the session timeout, also after a clean stop.
     pub instance_id: Option<String>,
+    /// How long the trace index keeps what this group reports ([`crate::trace`]); zero turns
+    /// the group's reports off. Needs Redis.
+    pub trace_window: Duration,
 }
 
 impl Default for GroupSettings {
@@ -115,6 +120,7 @@ impl Default for GroupSettings {
             transaction_interval: Duration::from_millis(100),
             transactional_id: None,
             instance_id: None,
+            trace_window: crate::trace::DEFAULT_WINDOW,
         }
     }
 }
@@ -653,6 +659,14 @@ impl ConsumerGroup {
             .chain(&retry_topics)
             .map(String::as_str)
             .collect();
+        let trace = match &self.redis {
+            Some(redis) => TraceIndex::spawn(
+                redis.clone(),
+                self.catalog.namespace(),
+                self.settings.trace_window,
+            ),
+            None => TraceIndex::disabled(),
+        };
         let committer = match &shared.transactions {
             Some(txns) => {
                 // A stable instance is a stable transactional id: its restart fences the
@@ -675,6 +689,7 @@ impl ConsumerGroup {
                     producer,
                     consumer.clone(),
                     shared.clone(),
+                    trace.clone(),
                 ))
             }
             None => None,
@@ -692,7 +707,8 @@ impl ConsumerGroup {
         )
         // Until the producer itself gives up: a record reported timed out while still in flight
         // would be retried by the handler and could be written twice.
-        .with_publish_timeout(producer_settings.delivery_timeout + Duration::from_secs(1));
+        .with_publish_timeout(producer_settings.delivery_timeout + Duration::from_secs(1))
+        .with_trace(trace);
         let mut group = self.group.clone();
         if let Some(timeout) = self.settings.handler_timeout {
             group.timeout = timeout;
@@ -1869,6 +1885,13 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &Record) -> Outcome {
             }
             registered.processed.inc();
             runtime.tally(event_type, Tally::Completed, elapsed);
+            trace_steps::processed(
+                runtime.publisher.trace(),
+                &runtime.group_name,
+                message,
+                &state,
+                now_ms(),
+            );
             Outcome::Done {
                 dead_lettered: false,
                 error: None,
@@ -1967,6 +1990,15 @@ async fn apply_effects(
     if emitted.is_empty() && broadcasts.is_empty() {
         return Ok(Vec::new());
     }
+    let trace = runtime.publisher.trace();
+    let children: Vec<(String, String)> = if trace.is_enabled() {
+        emitted
+            .iter()
+            .filter_map(|d| Some((d.id.clone()?, d.event_type.clone())))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut validated = Vec::with_capacity(emitted.len());
     for draft in emitted {
         let event = runtime
@@ -1999,6 +2031,7 @@ async fn apply_effects(
             result.map_err(|e| HandlerError::retryable(format!("emitting: {e}")))?;
         }
     }
+    trace.caused(&cause.id, children);
     if let (Some(redis), false) = (&runtime.redis, broadcasts.is_empty()) {
         let mut redis = redis.clone();
         let named: Vec<(&str, &str)> = broadcasts
@@ -2071,6 +2104,7 @@ async fn route_failure(
             headers: headers.clone(),
             id: String::new(),
             event_type: event_type.clone(),
+            note: None,
         });
     }
     // The hand-off must succeed before the offset may be committed: retry until it does (or the
@@ -2099,6 +2133,17 @@ async fn route_failure(
             }
         }
     }
+    trace_steps::handed_on(
+        runtime.publisher.trace(),
+        &runtime.group_name,
+        message,
+        &event_type,
+        origin,
+        &stop,
+        state,
+        (class, reason),
+        failure.now_ms,
+    );
     let metrics = &runtime.shared.metrics;
     runtime.tally(
         &event_type,

@@ -13,6 +13,7 @@
 //! - [`telemetry`]: the group's metrics.
 //! - [`stats`]: the operators' figures, shared in Redis across instances.
 //! - [`transactions`]: Kafka transactions for groups whose effects are only Kafka records.
+//! - `trace_steps`: what the engine reports to the trace index.
 
 pub mod breaker;
 pub mod dead_letters;
@@ -25,6 +26,7 @@ pub(crate) mod record;
 pub mod retry;
 pub mod stats;
 pub mod telemetry;
+pub(crate) mod trace_steps;
 pub mod transactions;
 
 pub use engine::{ConsumerError, ConsumerGroup, GroupSettings};

@@ -14,13 +14,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::consumer::engine::GroupConsumer;
 use crate::publisher::OutboundRecord;
+use crate::trace::TraceIndex;
 
 /// Timeout of one transactional call to the broker (begin, offsets, commit, abort).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -123,6 +125,7 @@ pub(crate) fn spawn_committer<P: Positions>(
     producer: FutureProducer,
     consumer: Arc<GroupConsumer>,
     positions: Arc<P>,
+    trace: TraceIndex,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("circ-txn".into())
@@ -162,7 +165,10 @@ pub(crate) fn spawn_committer<P: Positions>(
                     .filter(|(tp, position)| committed.get(tp) != Some(position))
                     .collect();
                 if !records.is_empty() || !offsets.is_empty() {
-                    if let Err(e) = commit(&producer, consumer.as_ref(), &records, &offsets) {
+                    let done = commit(&producer, consumer.as_ref(), &records, &offsets);
+                    if let Err(e) =
+                        done.map(|deliveries| trace_written(&trace, &records, deliveries))
+                    {
                         tracing::error!(error = %e, "transaction failed: stopping the group");
                         let mut state = transactions.state();
                         state.failed = Some(e);
@@ -189,7 +195,7 @@ fn commit(
     consumer: &GroupConsumer,
     records: &[OutboundRecord],
     offsets: &[(Tp, i64)],
-) -> Result<(), String> {
+) -> Result<Vec<(usize, DeliveryFuture)>, String> {
     let mut list = TopicPartitionList::new();
     for ((topic, partition), position) in offsets {
         list.add_partition_offset(topic, *partition, Offset::Offset(*position))
@@ -198,7 +204,7 @@ fn commit(
     let mut last_error = String::new();
     for attempt in 1..=ATTEMPTS {
         match try_commit(producer, consumer, records, &list) {
-            Ok(()) => return Ok(()),
+            Ok(deliveries) => return Ok(deliveries),
             Err(e) => {
                 let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
                 last_error = e.to_string();
@@ -224,9 +230,10 @@ fn try_commit(
     consumer: &GroupConsumer,
     records: &[OutboundRecord],
     offsets: &TopicPartitionList,
-) -> Result<(), KafkaError> {
+) -> Result<Vec<(usize, DeliveryFuture)>, KafkaError> {
     producer.begin_transaction()?;
-    for record in records {
+    let mut deliveries = Vec::new();
+    for (index, record) in records.iter().enumerate() {
         let mut future_record = FutureRecord::to(&record.topic)
             .payload(&record.payload)
             .headers(record.headers.clone());
@@ -238,7 +245,9 @@ fn try_commit(
         loop {
             match producer.send_result(pending) {
                 Ok(delivery) => {
-                    drop(delivery);
+                    if record.note.is_some() {
+                        deliveries.push((index, delivery));
+                    }
                     break;
                 }
                 Err((
@@ -258,5 +267,28 @@ fn try_commit(
             .ok_or_else(|| KafkaError::Subscription("no consumer group metadata".into()))?;
         producer.send_offsets_to_transaction(offsets, &metadata, CALL_TIMEOUT)?;
     }
-    producer.commit_transaction(CALL_TIMEOUT)
+    producer.commit_transaction(CALL_TIMEOUT)?;
+    Ok(deliveries)
+}
+
+/// Records the committed events in the trace index. Committing flushed the producer, so every
+/// delivery report has been served; one that has not is skipped (the index is best effort).
+fn trace_written(
+    trace: &TraceIndex,
+    records: &[OutboundRecord],
+    deliveries: Vec<(usize, DeliveryFuture)>,
+) {
+    for (index, delivery) in deliveries {
+        let record = &records[index];
+        let (Some(note), Some(Ok(Ok(delivery)))) = (&record.note, delivery.now_or_never()) else {
+            continue;
+        };
+        trace.written(note.clone().written(
+            &record.id,
+            &record.event_type,
+            &record.topic,
+            delivery.partition,
+            delivery.offset,
+        ));
+    }
 }
