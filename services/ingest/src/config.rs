@@ -116,6 +116,10 @@ pub struct Config {
         default_value_t = 86_400
     )]
     pub idempotency_window_secs: u64,
+    /// How long the trace index keeps where each accepted event was written, in seconds, for
+    /// operators tracing an event by id or correlation id; 0 turns it off.
+    #[arg(long, env = "CIRC_TRACE_WINDOW_SECS", default_value_t = 86_400)]
+    pub trace_window_secs: u64,
     /// Events per second each client may publish (token bucket refill rate).
     #[arg(long, env = "CIRC_INGEST_RATE_PER_SEC", default_value_t = 2_000)]
     pub rate_per_sec: u32,

@@ -20,6 +20,7 @@ use circulatory::catalog::{Catalog, CatalogPaths};
 use circulatory::kafka::{self, KafkaConfig, ProducerSettings};
 use circulatory::publisher::EventPublisher;
 use circulatory::registry::{RegistryConfig, SchemaRegistry};
+use circulatory::trace::TraceIndex;
 use object_store::ObjectStore;
 use rdkafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
@@ -163,13 +164,19 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
     .map_err(anyhow::Error::msg)?;
     let objects = object_store(&config.object_store)?;
     let health = Arc::new(Health::default());
+    let publisher_trace = TraceIndex::spawn(
+        redis.clone(),
+        config.namespace.as_deref(),
+        Duration::from_secs(config.trace_window_secs),
+    );
     let publisher = EventPublisher::new(
         catalog.clone(),
         registry.clone(),
         producer.clone(),
         &config.source,
     )
-    .with_publish_timeout(config.ack_timeout());
+    .with_publish_timeout(config.ack_timeout())
+    .with_trace(publisher_trace.clone());
     let probes = Probes {
         kafka: Arc::new(kafka::reader(&KafkaConfig {
             client_id: "circulatory-ingest-health".into(),
@@ -211,7 +218,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         db,
         verifier,
         health,
-        metrics: Metrics::new(),
+        metrics: {
+            let metrics = Metrics::new();
+            publisher_trace.register(metrics.registry())?;
+            metrics
+        },
         objects,
         limits: Limits {
             max_body_bytes: config.max_body_bytes,

@@ -147,6 +147,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, for collectors owned elsewhere (the trace index's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
