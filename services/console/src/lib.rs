@@ -7,6 +7,7 @@
 //! - [`verdict`] judges each group's health from that view;
 //! - [`dead_letters`] indexes every group's dead letters and acts on them;
 //! - [`history`] keeps per-minute series for 24 hours;
+//! - [`trace`] tells where an event is and what each group did with it;
 //! - [`auth`] admits admins (viewers read, operators act) and guards browser actions;
 //! - [`audit`] publishes every action as an `admin.action` event;
 //! - [`routes`] and [`web`] serve it all.
@@ -21,6 +22,7 @@ pub mod metrics;
 pub mod problem;
 pub mod routes;
 pub mod state;
+pub mod trace;
 pub mod verdict;
 pub mod web;
 
@@ -33,6 +35,7 @@ use circulatory::catalog::{Catalog, CatalogPaths};
 use circulatory::kafka::{self, KafkaConfig, ProducerSettings};
 use circulatory::publisher::EventPublisher;
 use circulatory::registry::{RegistryConfig, SchemaRegistry};
+use circulatory::trace::TraceReader;
 use tokio_util::sync::CancellationToken;
 
 use cluster::Collector;
@@ -114,6 +117,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
     let state = AppState(Arc::new(Inner {
         fetcher: Fetcher::new(&kafka)?,
         history: History::new(redis.clone(), catalog.namespace()),
+        trace: TraceReader::new(redis.clone(), catalog.namespace()),
         catalog,
         kafka: kafka.clone(),
         registry,

@@ -9,6 +9,7 @@ use circulatory::catalog::Catalog;
 use circulatory::kafka::KafkaConfig;
 use circulatory::publisher::EventPublisher;
 use circulatory::registry::SchemaRegistry;
+use circulatory::trace::TraceReader;
 use rdkafka::producer::FutureProducer;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -44,6 +45,7 @@ pub struct Inner {
     pub fetcher: Fetcher,
     pub jobs: Jobs,
     pub history: History,
+    pub trace: TraceReader,
     pub metrics: Metrics,
     pub limits: Limits,
 }

@@ -7,6 +7,7 @@ pub mod history;
 pub mod queues;
 pub mod session;
 pub mod topology;
+pub mod trace;
 
 use std::time::Instant;
 
@@ -31,6 +32,7 @@ use crate::state::AppState;
         dead_letters::list, dead_letters::details, dead_letters::retry, dead_letters::discard,
         dead_letters::edit, dead_letters::bulk_action, dead_letters::jobs, dead_letters::job,
         topology::topology,
+        trace::event, trace::search,
         session::sign_in, session::current, session::sign_out,
     ),
     modifiers(&BearerAuth)
@@ -79,7 +81,9 @@ pub fn router(state: AppState) -> Router {
             post(dead_letters::discard),
         )
         .route("/dead-letters/{group}/{id}/edit", post(dead_letters::edit))
-        .route("/topology", get(topology::topology));
+        .route("/topology", get(topology::topology))
+        .route("/trace", get(trace::search))
+        .route("/trace/{id}", get(trace::event));
     Router::new()
         .nest("/admin/circulatory", admin)
         .route(
