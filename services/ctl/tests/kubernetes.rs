@@ -138,3 +138,27 @@ fn the_catalog_config_map_holds_the_topology_and_every_schema() {
         assert!(config["data"].get(&key).is_some(), "{key} missing");
     }
 }
+
+#[test]
+fn the_console_runs_once_behind_a_service() {
+    let (_, files) = fresh();
+    let docs = documents(&files["console.yaml"]);
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Deployment", "Service"]);
+    let spec = &docs[0]["spec"];
+    assert_eq!(spec["replicas"], 1);
+    assert_eq!(spec["strategy"]["type"], "Recreate");
+    let container = &spec["template"]["spec"]["containers"][0];
+    assert_eq!(container["args"][0], "console");
+    let listen = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "CIRC_CONSOLE_LISTEN")
+        .expect("CIRC_CONSOLE_LISTEN");
+    assert_eq!(listen["value"], "0.0.0.0:8070");
+    assert_eq!(docs[1]["spec"]["ports"][0]["port"], 8070);
+    let kustomization = documents(&files["kustomization.yaml"]);
+    let resources = kustomization[0]["resources"].as_array().unwrap();
+    assert!(resources.iter().any(|r| r == "console.yaml"));
+}

@@ -1,6 +1,6 @@
 //! The Kubernetes manifests: a namespace, the settings and the catalog as ConfigMaps, a setup
 //! Job (migrations, topics, schemas), the ingest API and the gateway (Deployment, Service, HPA),
-//! and per consumer group a StatefulSet (stable pod names are stable instance ids: static
+//! the console (one replica and its Service), and per consumer group a StatefulSet (stable pod names are stable instance ids: static
 //! membership) with a KEDA ScaledObject scaling it on the lag of its main topics.
 
 mod groups;

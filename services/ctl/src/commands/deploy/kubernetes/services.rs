@@ -1,5 +1,5 @@
 //! The manifests that are not consumer groups: namespace, settings, catalog, the setup Job,
-//! the ingest API and the realtime gateway.
+//! the ingest API, the realtime gateway and the operators' console.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,6 +14,7 @@ use crate::commands::Failure;
 /// The ingest API's and the gateway's port inside their pods.
 const INGEST_PORT: u16 = 8080;
 const GATEWAY_PORT: u16 = 8090;
+const CONSOLE_PORT: u16 = 8070;
 
 pub(crate) fn all(context: &Context, catalog: Value) -> Vec<File> {
     let items = &context.catalog_items;
@@ -59,6 +60,10 @@ pub(crate) fn all(context: &Context, catalog: Value) -> Vec<File> {
             documents: api(context, &pod, min, max),
         });
     }
+    files.push(File {
+        path: "console.yaml".into(),
+        documents: console(context, items),
+    });
     files
 }
 
@@ -159,6 +164,28 @@ fn setup_job(context: &Context, items: &[(String, String)]) -> Value {
         "metadata": context.metadata("circulatory-setup", "setup"),
         "spec": {"backoffLimit": 10, "ttlSecondsAfterFinished": 86400, "template": template},
     })
+}
+
+/// The console: one replica, because its replay rate limit and its cluster-level series
+/// (`/metrics`, read by the alerts) are per process; a second copy would double both.
+fn console(context: &Context, items: &[(String, String)]) -> Vec<Value> {
+    let pod = Pod {
+        name: "console",
+        component: "console",
+        args: vec!["console".into()],
+        port: CONSOLE_PORT,
+        env: vec![pods::var(
+            "CIRC_CONSOLE_LISTEN",
+            format!("0.0.0.0:{CONSOLE_PORT}"),
+        )],
+        resources: ("100m", "128Mi", "1", "512Mi"),
+        grace_secs: 30,
+        catalog_items: items,
+    };
+    let mut documents = api(context, &pod, 1, 1);
+    documents.truncate(2);
+    documents[0]["spec"]["strategy"] = json!({"type": "Recreate"});
+    documents
 }
 
 /// A Deployment, its Service and a CPU-based HorizontalPodAutoscaler.
