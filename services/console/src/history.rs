@@ -1,7 +1,9 @@
 //! Per-minute history of every group and event type, kept 24 hours in Redis: one list per
 //! series, newest first, trimmed to [`MINUTES_KEPT`] samples, so storage is bounded by the
-//! topology (about 80 series × 1,440 small samples). Each sample holds the cumulative counters
-//! and the gauges (lag, time lag) at that minute; the API turns counters into per-minute counts.
+//! topology (about 80 series × 1,440 samples of at most about 200 bytes: some 25 MB). Each sample
+//! holds the cumulative counters, the cumulative histogram of handling durations and the gauges
+//! (lag, time lag) at that minute; the API turns counters into per-minute counts and the
+//! histogram's difference between two minutes into that minute's p50 and p99.
 //! With several consoles, one sample per minute is written: the first to claim the minute wins.
 
 use std::collections::BTreeMap;
@@ -9,6 +11,8 @@ use std::sync::Mutex;
 
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+
+use circulatory::consumer::durations::DurationHistogram;
 
 use crate::cluster::ClusterView;
 
@@ -25,6 +29,9 @@ struct Stored {
     dead_lettered: u64,
     lag: i64,
     time_lag: f64,
+    /// Samples stored before durations were kept have none: their minute has no percentiles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    durations: Option<DurationHistogram>,
 }
 
 /// One minute of a series, as served.
@@ -41,6 +48,10 @@ pub struct Point {
     pub lag: i64,
     /// Age of the oldest record waiting, seconds (groups only).
     pub time_lag_seconds: f64,
+    /// Median and 99th percentile of the minute's successful handler calls, ms, estimated
+    /// from fixed buckets (within a bucket's width); null when none finished.
+    pub duration_p50_ms: Option<f64>,
+    pub duration_p99_ms: Option<f64>,
 }
 
 /// The history store.
@@ -102,6 +113,7 @@ impl History {
                     dead_lettered: g.dead_lettered,
                     lag: g.waiting,
                     time_lag: g.time_lag_seconds,
+                    durations: Some(g.durations),
                 },
             );
         }
@@ -113,6 +125,7 @@ impl History {
                     completed: e.processed,
                     failed: e.failed,
                     dead_lettered: e.dead_lettered,
+                    durations: Some(e.durations),
                     ..Stored::default()
                 },
             );
@@ -153,7 +166,14 @@ fn points(newest_first: &[String]) -> Vec<Point> {
     samples.reverse();
     samples
         .windows(2)
-        .map(|w| Point {
+        .map(|w| {
+            let minute = match (&w[1].durations, &w[0].durations) {
+                (Some(now), Some(before)) => now.since(before),
+                _ => DurationHistogram::default(),
+            };
+            (w, minute)
+        })
+        .map(|(w, minute)| Point {
             t: w[1].t,
             // Counters restart at zero when their keys are reset: count from zero then.
             completed: w[1]
@@ -167,6 +187,8 @@ fn points(newest_first: &[String]) -> Vec<Point> {
                 .unwrap_or(w[1].dead_lettered),
             lag: w[1].lag,
             time_lag_seconds: w[1].time_lag,
+            duration_p50_ms: minute.quantile(0.5),
+            duration_p99_ms: minute.quantile(0.99),
         })
         .collect()
 }
@@ -183,6 +205,8 @@ pub fn range_minutes(range: Option<&str>) -> Option<isize> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn stored(t: i64, completed: u64, lag: i64) -> String {
@@ -205,6 +229,47 @@ mod tests {
         // A reset counter counts from zero.
         let reset = [stored(120, 3, 0), stored(60, 100, 0)];
         assert_eq!(points(&reset)[0].completed, 3);
+    }
+
+    #[test]
+    fn each_minute_has_the_percentiles_of_its_own_calls() {
+        let mut before = DurationHistogram::default();
+        for _ in 0..1000 {
+            before.record(Duration::from_millis(400));
+        }
+        let mut after = before;
+        for ms in [1; 99].into_iter().chain([70]) {
+            after.record(Duration::from_millis(ms));
+        }
+        let sample = |t, completed, durations| {
+            serde_json::to_string(&Stored {
+                t,
+                completed,
+                durations,
+                ..Stored::default()
+            })
+            .unwrap()
+        };
+        let newest_first = [
+            sample(180, 1100, Some(after)),
+            sample(120, 1000, Some(before)),
+            sample(60, 0, None),
+        ];
+        let p = points(&newest_first);
+        // The minute before had no histogram: no percentiles, not zeros.
+        assert_eq!((p[0].duration_p50_ms, p[0].duration_p99_ms), (None, None));
+        // Only the last minute's 100 calls count, not the 1,000 slow ones before them.
+        let p50 = p[1].duration_p50_ms.unwrap();
+        let p99 = p[1].duration_p99_ms.unwrap();
+        assert!(p50 <= 1.0, "{p50}");
+        assert!(p99 <= 1.0, "{p99}");
+        assert_eq!(p[1].completed, 100);
+        // A minute without calls has none.
+        let idle = [
+            sample(240, 1100, Some(after)),
+            sample(180, 1100, Some(after)),
+        ];
+        assert_eq!(points(&idle)[0].duration_p99_ms, None);
     }
 
     #[test]

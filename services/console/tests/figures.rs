@@ -83,11 +83,18 @@ async fn figures_follow_the_events_and_agree_with_kafka() {
             queue(b)["completed"] == 7 && queue(b)["waiting"] == 0
         })
         .await;
-    console
+    let events = console
         .until(&ops, "/admin/circulatory/events", "processed", |b| {
             b[TYPE]["processed"] == 7
         })
         .await;
+    // Durations are kept as a histogram: percentiles exist once calls finished, in order.
+    let (_, queues) = console.get(&ops, "/admin/circulatory/queues").await;
+    for figures in [queue(&queues), &events[TYPE]] {
+        let p50 = figures["durationP50Ms"].as_f64().expect("p50");
+        let p99 = figures["durationP99Ms"].as_f64().expect("p99");
+        assert!(0.0 <= p50 && p50 <= p99 && p99 <= 1_000.0, "{figures}");
+    }
 
     // A failing handler moves failed and dead-lettered.
     group.break_it(true);

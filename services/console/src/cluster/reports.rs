@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use circulatory::consumer::durations::DurationHistogram;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 
@@ -18,6 +19,8 @@ pub struct Counts {
     pub dead_lettered: u64,
     pub duration_ms_sum: u64,
     pub duration_count: u64,
+    #[serde(skip)]
+    pub durations: DurationHistogram,
     /// Events of this type written to Kafka (event types only), and by whom.
     pub published: u64,
     pub published_by: BTreeMap<String, u64>,
@@ -33,6 +36,7 @@ impl Counts {
             dead_lettered: n("dead_lettered"),
             duration_ms_sum: n("duration_ms_sum"),
             duration_count: n("duration_count"),
+            durations: DurationHistogram::from_fields(hash),
             published: n("published"),
             published_by: hash
                 .iter()

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use circulatory::catalog::Catalog;
+use circulatory::consumer::durations::DurationHistogram;
 use circulatory::consumer::lag::TopicRole;
 use serde::Serialize;
 
@@ -65,6 +66,13 @@ pub struct GroupView {
     pub dead_lettered: u64,
     /// Mean duration of a successful handler call, in ms.
     pub avg_duration: f64,
+    /// Median and 99th percentile of successful handler calls since the counters started, ms,
+    /// estimated from fixed buckets; null before the first. Per minute: the history.
+    pub duration_p50_ms: Option<f64>,
+    pub duration_p99_ms: Option<f64>,
+    /// Successful handler calls by duration, since the start.
+    #[serde(skip)]
+    pub durations: DurationHistogram,
     /// Percent of finished attempts that succeeded.
     pub success_rate: f64,
     pub dlq: DlqFigures,
@@ -103,6 +111,10 @@ pub struct EventView {
     pub failed: u64,
     pub dead_lettered: u64,
     pub avg_duration: f64,
+    pub duration_p50_ms: Option<f64>,
+    pub duration_p99_ms: Option<f64>,
+    #[serde(skip)]
+    pub durations: DurationHistogram,
     pub success_rate: f64,
 }
 
@@ -378,6 +390,9 @@ fn group_view(
         retried: counts.retried,
         dead_lettered: counts.dead_lettered,
         avg_duration: counts.avg_duration_ms(),
+        duration_p50_ms: counts.durations.quantile(0.5),
+        duration_p99_ms: counts.durations.quantile(0.99),
+        durations: counts.durations,
         success_rate: counts.success_rate() * 100.0,
         dlq: inputs
             .dead_letters
@@ -424,6 +439,9 @@ fn event_views(inputs: &Inputs<'_>) -> Vec<EventView> {
                 failed: c.failed,
                 dead_lettered: c.dead_lettered,
                 avg_duration: c.avg_duration_ms(),
+                duration_p50_ms: c.durations.quantile(0.5),
+                duration_p99_ms: c.durations.quantile(0.99),
+                durations: c.durations,
                 success_rate: c.success_rate() * 100.0,
             }
         })

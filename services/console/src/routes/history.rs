@@ -46,7 +46,7 @@ async fn series(
 }
 
 #[utoipa::path(get, path = "/admin/circulatory/history/groups", tag = "history", params(Range),
-    responses((status = 200, description = "Per group, per minute: completed, failed, dead-lettered, lag, time lag", body = BTreeMap<String, Vec<Point>>)),
+    responses((status = 200, description = "Per group, per minute: completed, failed, dead-lettered, lag, time lag, duration p50 and p99", body = BTreeMap<String, Vec<Point>>)),
     security(("bearer" = [])))]
 pub async fn groups(
     State(state): State<AppState>,
@@ -58,7 +58,7 @@ pub async fn groups(
 }
 
 #[utoipa::path(get, path = "/admin/circulatory/history/events", tag = "history", params(Range),
-    responses((status = 200, description = "Per event type, per minute: processed, failed, dead-lettered", body = BTreeMap<String, Vec<Point>>)),
+    responses((status = 200, description = "Per event type, per minute: processed, failed, dead-lettered, duration p50 and p99", body = BTreeMap<String, Vec<Point>>)),
     security(("bearer" = [])))]
 pub async fn events(
     State(state): State<AppState>,

@@ -612,7 +612,7 @@
       cursor.setAttribute("x1", x(best.t));
       cursor.setAttribute("x2", x(best.t));
       cursor.setAttribute("visibility", "visible");
-      setText(readout, `${fmtTime(best.t)} — ${series.map((s) => `${s.label}: ${fmt(Number(best[s.key]) || 0)}`).join(", ")}`);
+      setText(readout, `${fmtTime(best.t)} — ${series.map((s) => `${s.label}: ${best[s.key] === null ? DASH : fmt(Number(best[s.key]) || 0)}`).join(", ")}`);
     });
     overlay.addEventListener("mouseleave", () => {
       cursor.setAttribute("visibility", "hidden");
@@ -732,6 +732,7 @@
       retried: figure("Retried", "retried"),
       deadLettered: figure("Dead-lettered", "dead-lettered"),
       avgDuration: figure("Avg duration", "avg-duration", "Mean duration of a successful handler call"),
+      p99Duration: figure("p99 duration", "p99-duration", "99th percentile of successful handler calls since the counters started (per minute: the chart)"),
       successRate: figure("Success rate", "success-rate"),
       dlqOpen: figure("Open dead letters", "dlq-open"),
     };
@@ -740,6 +741,7 @@
       el("button", { type: "button", class: "range", "aria-pressed": r === range ? "true" : "false", data: { test: `range-${r}`, range: r }, on: { click: () => setRange(r) } }, r));
     const throughputChart = el("div", { class: "chart-slot" });
     const lagChart = el("div", { class: "chart-slot" });
+    const durationChart = el("div", { class: "chart-slot" });
 
     const partitions = dataTable({
       test: "partitions",
@@ -812,7 +814,8 @@
         el("div", { class: "ranges", role: "group", "aria-label": "Range" }, rangeButtons),
         el("div", { class: "charts" },
           el("div", {}, el("h3", {}, "Per minute"), throughputChart),
-          el("div", {}, el("h3", {}, "Lag"), lagChart))),
+          el("div", {}, el("h3", {}, "Lag"), lagChart),
+          el("div", {}, el("h3", {}, "Duration"), durationChart))),
       section("Partitions", partitions.root),
       section("Members (Kafka)", members.root),
       section("Instances (heartbeats)", instances.root),
@@ -826,6 +829,10 @@
         { key: "deadLettered", label: "dead-lettered", cls: "s-dead" },
       ], { test: "chart-throughput", label: `${name}: handled per minute` }));
       put(lagChart, lineChart(points, [{ key: "lag", label: "lag", cls: "s-lag" }], { test: "chart-lag", label: `${name}: lag` }));
+      put(durationChart, lineChart(points, [
+        { key: "durationP50Ms", label: "p50", cls: "s-p50" },
+        { key: "durationP99Ms", label: "p99", cls: "s-p99" },
+      ], { test: "chart-duration", label: `${name}: handler duration per minute`, format: fmtMs }));
     }
 
     async function loadHistory() {
@@ -903,6 +910,7 @@
         figures.retried.set(fmtInt(g.retried));
         figures.deadLettered.set(fmtInt(g.deadLettered));
         figures.avgDuration.set(fmtMs(g.avgDuration));
+        figures.p99Duration.set(fmtMs(g.durationP99Ms));
         figures.successRate.set(fmtPct(g.successRate));
         figures.dlqOpen.set(fmtInt(g.dlq ? g.dlq.open : null));
         partitions.update(g.partitions || []);
@@ -938,6 +946,7 @@
         col("Failed", (e) => fmtInt(e.failed), { num: true, test: "failed" }),
         col("Dead-lettered", (e) => fmtInt(e.deadLettered), { num: true }),
         col("Avg duration", (e) => fmtMs(e.avgDuration), { num: true }),
+        col("p99", (e) => fmtMs(e.durationP99Ms), { num: true, help: "99th percentile of successful handler calls" }),
         col("Success", (e) => fmtPct(e.successRate), { num: true }),
       ],
     });

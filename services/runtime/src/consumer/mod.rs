@@ -11,12 +11,14 @@
 //! - [`dead_letters`]: list, show, replay (to the failed group only) and discard dead letters.
 //! - [`breaker`]: circuit breakers per dependency.
 //! - [`telemetry`]: the group's metrics.
+//! - [`durations`]: the histogram of handling durations behind p50 and p99.
 //! - [`stats`]: the operators' figures, shared in Redis across instances.
 //! - [`transactions`]: Kafka transactions for groups whose effects are only Kafka records.
 //! - `trace_steps`: what the engine reports to the trace index.
 
 pub mod breaker;
 pub mod dead_letters;
+pub mod durations;
 pub mod engine;
 pub mod exactly_once;
 pub mod handler;

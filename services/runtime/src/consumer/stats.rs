@@ -3,7 +3,8 @@
 //! pause switch, read back on the same round trip:
 //!
 //! - `circ:<ns>:stats:group:<group>` (hash, cumulative): `completed`, `failed`, `retried`,
-//!   `dead_lettered`, `duration_ms_sum`, `duration_count`.
+//!   `dead_lettered`, `duration_ms_sum`, `duration_count`, and the histogram of successful
+//!   handling durations, `duration_le:<ms>` ([`super::durations`]).
 //! - `circ:<ns>:stats:event:<type>` (hash, cumulative, all groups): the same fields, plus
 //!   `published` and `published_by:<source>` (`ingest`, or the group that emitted the event).
 //! - `circ:<ns>:stats:group:<group>:instance:<instance>` (hash, expires 15 s after the last
@@ -29,6 +30,8 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
+use super::durations::DurationHistogram;
+
 /// How long a heartbeat outlives its last flush.
 const HEARTBEAT_TTL_SECS: u64 = 15;
 
@@ -49,13 +52,10 @@ pub struct Counts {
     pub dead_lettered: u64,
     pub duration_ms_sum: u64,
     pub duration_count: u64,
+    pub durations: DurationHistogram,
 }
 
 impl Counts {
-    fn is_empty(&self) -> bool {
-        *self == Counts::default()
-    }
-
     fn fields(&self) -> [(&'static str, u64); 6] {
         [
             ("completed", self.completed),
@@ -74,6 +74,7 @@ impl Counts {
         self.dead_lettered += other.dead_lettered;
         self.duration_ms_sum += other.duration_ms_sum;
         self.duration_count += other.duration_count;
+        self.durations.add(&other.durations);
     }
 }
 
@@ -167,6 +168,7 @@ impl Accumulator {
         if tally == Tally::Completed {
             counts.duration_ms_sum += duration.as_millis() as u64;
             counts.duration_count += 1;
+            counts.durations.record(duration);
         }
     }
 
@@ -417,24 +419,18 @@ pub async fn flush_published(
 fn add_counts(pipe: &mut redis::Pipeline, keys: &StatsKeys, counts: &HashMap<String, Counts>) {
     let mut total = Counts::default();
     for (event_type, c) in counts {
-        for (field, value) in c.fields() {
-            if value > 0 {
-                pipe.cmd("HINCRBY")
-                    .arg(keys.event(event_type))
-                    .arg(field)
-                    .arg(value)
-                    .ignore();
-            }
-        }
+        increment(pipe, &keys.event(event_type), c);
         total.add(c);
     }
-    if !total.is_empty() {
-        for (field, value) in total.fields() {
-            pipe.cmd("HINCRBY")
-                .arg(keys.group())
-                .arg(field)
-                .arg(value)
-                .ignore();
+    increment(pipe, &keys.group(), &total);
+}
+
+/// Adds the non-zero figures of `counts` to the hash at `key`.
+fn increment(pipe: &mut redis::Pipeline, key: &str, counts: &Counts) {
+    let fields = counts.fields().map(|(f, v)| (f.to_string(), v));
+    for (field, value) in fields.into_iter().chain(counts.durations.fields()) {
+        if value > 0 {
+            pipe.cmd("HINCRBY").arg(key).arg(field).arg(value).ignore();
         }
     }
 }
@@ -487,7 +483,12 @@ mod tests {
                 retried: 1,
                 dead_lettered: 0,
                 duration_ms_sum: 10,
-                duration_count: 1
+                duration_count: 1,
+                durations: {
+                    let mut h = DurationHistogram::default();
+                    h.record(Duration::from_millis(10));
+                    h
+                },
             }
         );
         assert_eq!(taken["b"].dead_lettered, 1);
