@@ -165,7 +165,8 @@ impl std::fmt::Debug for TraceIndex {
     }
 }
 
-fn dropped_counter() -> prometheus::IntCounter {
+/// `circulatory_trace_dropped_total`, not registered.
+pub fn dropped_counter() -> prometheus::IntCounter {
     prometheus::IntCounter::new(
         "circulatory_trace_dropped_total",
         "Trace index entries dropped because the writer's queue was full (Redis slow or away)",
@@ -224,6 +225,12 @@ impl TraceIndex {
             queue: Some(queue),
             dropped: dropped_counter(),
         }
+    }
+
+    /// Counts dropped entries in `dropped` (a counter already registered elsewhere).
+    pub fn counting(mut self, dropped: prometheus::IntCounter) -> TraceIndex {
+        self.dropped = dropped;
+        self
     }
 
     /// Adds `circulatory_trace_dropped_total` to `registry`.

@@ -88,6 +88,10 @@ pub struct Config<O: clap::Args> {
     /// holds its partitions.
     #[arg(long, env = "CIRC_SESSION_TIMEOUT_SECS", default_value_t = 30)]
     pub session_timeout_secs: u64,
+    /// How long the trace index keeps what this group reports (retries, dead letters, the
+    /// events it emits), in seconds; 0 turns its reports off.
+    #[arg(long, env = "CIRC_TRACE_WINDOW_SECS", default_value_t = 86_400)]
+    pub trace_window_secs: u64,
     /// The group's own flags.
     #[command(flatten)]
     pub options: O,
@@ -164,6 +168,7 @@ async fn run<O: clap::Args>(
         drain_timeout: Duration::from_secs(config.drain_timeout_secs),
         session_timeout: Duration::from_secs(config.session_timeout_secs),
         instance_id: config.instance_id.clone(),
+        trace_window: Duration::from_secs(config.trace_window_secs),
         ..GroupSettings::default()
     };
     if let Err(e) = check_timeouts(&settings) {

@@ -664,7 +664,8 @@ impl ConsumerGroup {
                 redis.clone(),
                 self.catalog.namespace(),
                 self.settings.trace_window,
-            ),
+            )
+            .counting(shared.metrics.trace_dropped.clone()),
             None => TraceIndex::disabled(),
         };
         let committer = match &shared.transactions {

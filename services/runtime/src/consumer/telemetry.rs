@@ -18,6 +18,8 @@ pub struct GroupMetrics {
     pub breaker: IntGaugeVec,
     /// Times the dead-letter flood guard stopped the group.
     pub flood_guard_stops: IntCounter,
+    /// Reports the trace index dropped ([`crate::trace`]).
+    pub trace_dropped: IntCounter,
 }
 
 impl GroupMetrics {
@@ -58,6 +60,8 @@ impl GroupMetrics {
         )
         .expect("valid metric");
         let _ = registry.register(Box::new(flood_guard_stops.clone()));
+        let trace_dropped = crate::trace::dropped_counter();
+        let _ = registry.register(Box::new(trace_dropped.clone()));
         GroupMetrics {
             processed: counter(
                 "circulatory_events_processed_total",
@@ -92,6 +96,7 @@ impl GroupMetrics {
                 &["dependency"],
             ),
             flood_guard_stops,
+            trace_dropped,
         }
     }
 }
