@@ -5,7 +5,8 @@ Against the real local stack, in a fresh namespace: topics and schemas are provi
 produced with `circ produce` (valid events) and Confluent's Python client (records whose value is
 not Avro: the group dead-letters them as undecodable). The browser signs in with a token, sees
 the overview's figures change in place, opens a dead letter, retries it, runs a bulk retry
-through its confirmation dialog, and checks that a viewer is offered no action.
+through its confirmation dialog, traces a dead-lettered event from the search box, and checks
+that a viewer is offered no action.
 
 Screenshots of each page, and the logs of the processes, go to target/browser-artifacts/.
 """
@@ -120,7 +121,7 @@ def produce_valid(env, count):
 
 
 def produce_undecodable(env, count):
-    shared_produce_undecodable(env, count, EVENT_TYPE, "/tests/browser")
+    return shared_produce_undecodable(env, count, EVENT_TYPE, "/tests/browser")
 
 
 # ---- Browser steps --------------------------------------------------------------------------
@@ -347,6 +348,35 @@ def test_dead_letter_details_retry_and_bulk_retry(browser, console, tokens, env)
     figures = css(browser, '[data-test="job-figures"]').text
     assert f"{expected} of {expected} done" in figures and f"replayed {expected}" in figures, figures
     shot(browser, "bulk-job")
+
+
+@keeps_evidence
+def test_trace_a_dead_lettered_event_from_the_search_box(browser, console, tokens, env):
+    sign_in(browser, console, tokens["viewer"], "viewer")
+    go(browser, console, "/")
+    (event_id,) = produce_undecodable(env, 1)
+    box = css(browser, '[data-test="trace-q"]')
+    box.clear()
+    box.send_keys(event_id + "\n")
+    wait(browser, lambda d: "#/trace?q=" in d.current_url, "the search box did not open the trace")
+    row = f'[data-test="trace-group-row"][data-group="{GROUP}"]'
+    wait(browser, lambda d: css(d, f'{row} [data-test="trace-status"]').get_attribute("data-status") == "dead_lettered",
+         "the trace never shows the group's dead letter")
+    where = css(browser, '[data-test="trace-where"]').text
+    assert f"{env['CIRC_NAMESPACE']}.admin.high" in where, where
+    assert event_id in css(browser, f'[data-test="trace-event"][data-id="{event_id}"]').text
+    shot(browser, "trace")
+
+    # From the trace to the group's dead letters, and from a letter's details back to its trace.
+    click(browser, f'{row} [data-test="trace-dead-letter"]')
+    first = wait(browser, lambda d: (open_letters(d) or [False])[0], "the dead letters did not open")
+    css(first, '[data-test="details"]').click()
+    link = wait(browser, lambda d: css(d, '[data-test="details-panel"] [data-test="trace-link"]'), "no trace link in the details")
+    assert "#/trace?q=" in link.get_attribute("href")
+
+    # An id nobody published: said so, not an error.
+    go(browser, console, "/trace?q=never-published")
+    wait(browser, lambda d: "Nothing traced" in css(d, '[data-test="trace-summary"]').text, "no answer for an unknown id")
 
 
 @keeps_evidence

@@ -140,13 +140,15 @@ class Process:
 
 def produce_undecodable(env, count, event_type, source):
     """Records of `event_type` on its admin topic with CloudEvents headers and a value that is not
-    Avro: the group dead-letters them at once."""
+    Avro: the group dead-letters them at once. Returns their event ids."""
     producer = Producer({"bootstrap.servers": BOOTSTRAP})
     topic = f"{env['CIRC_NAMESPACE']}.admin.high"
-    for _ in range(count):
-        headers = [("ce_specversion", b"1.0"), ("ce_id", str(uuid.uuid4()).encode()),
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    for event_id in ids:
+        headers = [("ce_specversion", b"1.0"), ("ce_id", event_id.encode()),
                    ("ce_source", source.encode()), ("ce_type", event_type.encode()),
                    ("ce_time", now_iso().encode()), ("content-type", b"application/avro")]
         producer.produce(topic, key=source.rsplit("/", 1)[-1].encode() + b"-test",
                          value=b"this is not an avro record", headers=headers)
     assert producer.flush(30) == 0, "records not delivered"
+    return ids

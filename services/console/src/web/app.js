@@ -1507,6 +1507,7 @@
         el("div", { class: "details-state" }, stateSlot, actionSlot),
         el("dl", { class: "kv" },
           kv("Event id", d.eventId, "details-event-id"),
+          d.eventId ? [el("dt", {}, "Trace"), el("dd", {}, traceLink(d.eventId, "every group's view of it"))] : null,
           kv("Type", d.type, "details-type"),
           kv("Reason", d.reason),
           kv("Error class", d.errorClass),
@@ -1635,6 +1636,96 @@
     };
   }
 
+  /** Statuses a trace gives a group, with what each one means. */
+  const TRACE_STATUS = {
+    processed: "Its committed offset passed the event (or it reported success after a retry or a replay)",
+    waiting: "Not reached yet: its committed offset is at or before the event",
+    retrying: "Failed; waiting in a retry topic for its next attempt",
+    dead_lettered: "In the group's dead letters",
+    replaying: "Sent back from the dead letters; not run again yet",
+    discarded: "Dead-lettered, then discarded by an operator",
+    quarantined: "Dead-lettered and held by the loop guard",
+    unknown: "The group's offsets could not be read",
+  };
+
+  function traceBadge(status) {
+    return el("span", { class: `badge trace-${status}`, title: TRACE_STATUS[status] || "", data: { test: "trace-status", status } }, words(status));
+  }
+
+  const traceLink = (id, label) => el("a", { href: `#/trace${query({ q: id })}`, class: "mono", data: { test: "trace-link" } }, label || id);
+
+  /** One traced event: where it is, what each group did with it, what it caused. */
+  function traceCard(e) {
+    const where = e.topic ? `${e.topic} [${e.partition}] @ ${e.offset}` : "not located (published before the index or outside its window)";
+    const groups = dataTable({
+      test: "trace-groups",
+      key: (g) => g.group,
+      row: (g) => ({ data: { test: "trace-group-row", group: g.group } }),
+      empty: "No group reads this type.",
+      columns: [
+        { label: "Group", render: (td, g) => sync(td, g.group, () => groupLink(g.group)) },
+        { label: "Status", render: (td, g) => sync(td, g.status, () => traceBadge(g.status)) },
+        col("Attempt", (g) => (g.attempt ? g.attempt : DASH), { num: true }),
+        col("Due", (g) => (g.status === "retrying" && g.dueAtMs ? fmtTime(g.dueAtMs) : DASH), { help: "When the next attempt may run" }),
+        col("Error", (g) => (g.error ? `${g.errorClass ? `${g.errorClass}: ` : ""}${g.error}` : DASH), { cls: "wrap" }),
+        col("Where", (g) => g.topic || DASH, { cls: "mono small" }),
+        col("From", (g) => {
+          if (g.source !== "committed_offset") return `reported ${fmtAgo(g.reportedAtMs)}`;
+          return g.committed === null || g.committed === undefined ? "no committed offset yet" : `committed offset ${fmtInt(g.committed)}`;
+        }, { help: "What the answer is read from: the group's committed offset on the event's partition, or what the group reported" }),
+        { label: "", render: (td, g) => sync(td, g.deadLetter || "", () => (g.deadLetter
+          ? el("a", { href: `#/dead-letters${query({ group: g.group, type: e.type, state: g.status === "dead_lettered" ? "" : "all" })}`, data: { test: "trace-dead-letter" } }, "dead letters")
+          : "")) },
+      ],
+    });
+    groups.update(e.groups || []);
+    const caused = (e.caused || []).length
+      ? e.caused.map((c) => el("div", {}, traceLink(c.id), " ", c.type || ""))
+      : DASH;
+    return el("article", { class: "trace-event", data: { test: "trace-event", id: e.id } },
+      el("h2", {}, e.type || "unknown type", " ", el("span", { class: "mono small muted" }, e.id)),
+      el("dl", {},
+        el("dt", {}, "Where"), el("dd", { class: "mono", data: { test: "trace-where" } }, where),
+        el("dt", {}, "Time"), el("dd", {}, fmtTime(e.timeMs)),
+        el("dt", {}, "Source"), el("dd", {}, e.source || DASH),
+        el("dt", {}, "Correlation"), el("dd", {}, e.correlationId ? traceLink(e.correlationId) : DASH),
+        el("dt", {}, "Caused by"), el("dd", {}, e.cause ? [traceLink(e.cause.id), " ", e.cause.type || ""] : DASH),
+        el("dt", {}, "Caused"), el("dd", { data: { test: "trace-caused" } }, caused)),
+      groups.root);
+  }
+
+  function tracePage(root, params) {
+    const q = (params.get("q") || "").trim();
+    $("trace-q").value = q;
+    const summary = el("p", { class: "muted", data: { test: "trace-summary" } });
+    const results = el("div", { data: { test: "trace-results" } });
+    add(root,
+      el("h1", {}, "Trace"),
+      el("p", { class: "muted" }, "Where an event is and what every group reading its type did with it, from the trace index (kept 24 h) and the groups' committed offsets: no topic is read."),
+      summary, results);
+    return {
+      async refresh() {
+        if (!q) {
+          setText(summary, "Type an event id or a correlation id in the search box.");
+          return;
+        }
+        let found;
+        try {
+          found = await api.get(`/trace${query({ q })}`);
+        } catch (e) {
+          if (e.status !== 404) throw e;
+          setText(summary, `Nothing traced for “${q}”: not published, older than the index's window, or mistyped.`);
+          results.replaceChildren();
+          return;
+        }
+        const n = found.events.length;
+        setText(summary, found.matched === "id" ? "Event id." : `Correlation id: ${n} event${n === 1 ? "" : "s"}, oldest first.`);
+        const signature = JSON.stringify(found.events.map((e) => [e.id, e.offset, e.caused, e.groups.map((g) => [g.status, g.attempt, g.dueAtMs, g.error, g.committed])]));
+        sync(results, signature, () => found.events.map(traceCard));
+      },
+    };
+  }
+
   function notFoundPage(root, params, path) {
     add(root, el("h1", {}, "Not found"), el("p", {}, `Nothing at #${path}. `, el("a", { href: "#/" }, "Back to the groups")));
     return { async refresh() {} };
@@ -1649,6 +1740,7 @@
     { pattern: /^\/realtime$/, nav: "realtime", page: realtimePage },
     { pattern: /^\/dead-letters$/, nav: "dead-letters", page: deadLettersPage },
     { pattern: /^\/topology$/, nav: "topology", page: topologyPage },
+    { pattern: /^\/trace$/, nav: "trace", page: tracePage },
   ];
 
   /** The page shown: `{ page, busy, lastStart }`. */
@@ -1756,6 +1848,11 @@
     signIn($("token").value);
   });
   $("sign-out").addEventListener("click", signOut);
+  $("trace-search").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = $("trace-q").value.trim();
+    if (q) location.hash = `#/trace${query({ q })}`;
+  });
 
   async function boot() {
     try {
