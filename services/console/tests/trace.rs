@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use circulatory::consumer::{ConsumerGroup, Context, Event, GroupSettings, HandlerError};
-use circulatory::trace::TraceIndex;
+use circulatory::trace::{TraceIndex, TraceSettings};
 use circulatory_groups::testing as groups;
 use circulatory_testkit::TestEnv;
 use serde_json::Value;
@@ -91,7 +91,10 @@ async fn an_event_is_traced_through_every_group_that_reads_it() {
     let publisher = env.publisher().with_trace(TraceIndex::spawn(
         deps.redis.clone(),
         env.catalog.namespace(),
-        Duration::from_secs(600),
+        TraceSettings {
+            window: Duration::from_secs(600),
+            ..TraceSettings::default()
+        },
     ));
     let delivered = env.publish(&publisher, TYPE, sample(&env, TYPE)).await;
     let id = delivered.id.clone();

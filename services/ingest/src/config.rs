@@ -120,6 +120,10 @@ pub struct Config {
     /// operators tracing an event by id or correlation id; 0 turns it off.
     #[arg(long, env = "CIRC_TRACE_WINDOW_SECS", default_value_t = 86_400)]
     pub trace_window_secs: u64,
+    /// Trace index entries this process writes per second at most (0: no ceiling); past it
+    /// they are dropped and counted in circulatory_trace_dropped_total.
+    #[arg(long, env = "CIRC_TRACE_MAX_PER_SEC", default_value_t = 20_000)]
+    pub trace_max_per_sec: u32,
     /// Events per second each client may publish (token bucket refill rate).
     #[arg(long, env = "CIRC_INGEST_RATE_PER_SEC", default_value_t = 2_000)]
     pub rate_per_sec: u32,

@@ -20,7 +20,7 @@ use circulatory::catalog::{Catalog, CatalogPaths};
 use circulatory::kafka::{self, KafkaConfig, ProducerSettings};
 use circulatory::publisher::EventPublisher;
 use circulatory::registry::{RegistryConfig, SchemaRegistry};
-use circulatory::trace::TraceIndex;
+use circulatory::trace::{TraceIndex, TraceSettings};
 use object_store::ObjectStore;
 use rdkafka::producer::Producer;
 use tokio_util::sync::CancellationToken;
@@ -167,7 +167,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
     let publisher_trace = TraceIndex::spawn(
         redis.clone(),
         config.namespace.as_deref(),
-        Duration::from_secs(config.trace_window_secs),
+        TraceSettings {
+            window: Duration::from_secs(config.trace_window_secs),
+            max_per_sec: config.trace_max_per_sec,
+        },
     );
     let publisher = EventPublisher::new(
         catalog.clone(),

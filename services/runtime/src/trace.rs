@@ -17,10 +17,11 @@
 //! the group's committed offset passing the event's offset, which Kafka already keeps.
 //!
 //! Writing never slows the pipeline: entries go through a bounded queue to one task that writes
-//! them in pipelines. When the queue is full (Redis slow or away) entries are dropped and counted
+//! them in pipelines, at most [`TraceSettings::max_per_sec`] a second. When the queue is full
+//! (Redis slow or away, or a burst over the ceiling) entries are dropped and counted
 //! (`circulatory_trace_dropped_total`): the index is a guide, the topics are the record.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,28 @@ pub const CORRELATION_KEPT: isize = 1_000;
 const MAX_ERROR: usize = 512;
 /// The default window: as long as an event id is remembered for idempotency.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// The default ceiling on entries written per second by one process. Redis spends about 10 µs
+/// on an event's entry, so this keeps the index under about a fifth of a Redis core per process;
+/// past it entries are dropped (and counted), not queued.
+pub const DEFAULT_MAX_PER_SEC: u32 = 20_000;
+
+/// How long the index keeps entries and how fast one process may write them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceSettings {
+    /// Zero turns the index off.
+    pub window: Duration,
+    /// Entries per second at most; zero for no ceiling.
+    pub max_per_sec: u32,
+}
+
+impl Default for TraceSettings {
+    fn default() -> TraceSettings {
+        TraceSettings {
+            window: DEFAULT_WINDOW,
+            max_per_sec: DEFAULT_MAX_PER_SEC,
+        }
+    }
+}
 
 /// An event the broker acknowledged.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +169,8 @@ enum Write {
     Set(String, Vec<(String, String)>),
     SetIfAbsent(String, String, String),
     AddToCorrelation(String, i64, String),
+    /// What [`coalesce`] makes of a batch's `AddToCorrelation`s on one key: (score, member).
+    AddManyToCorrelation(String, Vec<(i64, String)>),
     Expire(String),
     TrimCorrelation(String),
 }
@@ -205,20 +230,21 @@ impl TraceIndex {
         }
     }
 
-    /// Starts the writer task; `window` zero disables the index.
+    /// Starts the writer task; a zero window disables the index.
     pub fn spawn(
         redis: ConnectionManager,
         namespace: Option<&str>,
-        window: Duration,
+        settings: TraceSettings,
     ) -> TraceIndex {
-        if window.is_zero() {
+        if settings.window.is_zero() {
             return TraceIndex::disabled();
         }
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let writer = Writer {
             redis,
             keys: TraceKeys::new(namespace),
-            window,
+            window: settings.window,
+            max_per_sec: settings.max_per_sec,
         };
         tokio::spawn(writer.run(receiver));
         TraceIndex {
@@ -294,20 +320,30 @@ struct Writer {
     redis: ConnectionManager,
     keys: TraceKeys,
     window: Duration,
+    max_per_sec: u32,
 }
 
 impl Writer {
     async fn run(mut self, mut receiver: mpsc::Receiver<Entry>) {
         let mut batch = Vec::with_capacity(BATCH);
-        while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        loop {
+            let started = std::time::Instant::now();
+            let taken = receiver.recv_many(&mut batch, BATCH).await;
+            if taken == 0 {
+                return;
+            }
             let mut pipe = redis::pipe();
-            for entry in batch.drain(..) {
-                for write in writes(&self.keys, entry) {
-                    self.pack(&mut pipe, write);
-                }
+            let all = batch.drain(..).flat_map(|e| writes(&self.keys, e));
+            for write in coalesce(all) {
+                self.pack(&mut pipe, write);
             }
             if let Err(e) = pipe.query_async::<()>(&mut self.redis).await {
                 tracing::warn!(error = %e, "trace index write failed");
+            }
+            // While the writer rests the queue fills, and what does not fit is dropped.
+            let rest = rest_after(taken, started.elapsed(), self.max_per_sec);
+            if !rest.is_zero() {
+                tokio::time::sleep(rest).await;
             }
         }
     }
@@ -324,6 +360,9 @@ impl Writer {
             Write::AddToCorrelation(key, score, member) => {
                 pipe.zadd(key, member, score).ignore();
             }
+            Write::AddManyToCorrelation(key, members) => {
+                pipe.zadd_multiple(key, &members).ignore();
+            }
             Write::Expire(key) => {
                 pipe.cmd("PEXPIRE").arg(key).arg(window_ms).ignore();
             }
@@ -333,6 +372,45 @@ impl Writer {
             }
         }
     }
+}
+
+/// How long to rest after writing `entries` in `spent` to stay under `max_per_sec` (0: no
+/// ceiling). Waiting for entries counts as spent: a quiet writer never rests.
+fn rest_after(entries: usize, spent: Duration, max_per_sec: u32) -> Duration {
+    if max_per_sec == 0 {
+        return Duration::ZERO;
+    }
+    let owed = Duration::from_secs_f64(entries as f64 / max_per_sec as f64);
+    owed.saturating_sub(spent)
+}
+
+/// A batch's writes with fewer commands: the events of one correlation id (a batch request
+/// shares one) are added to its set in one command, and that set is trimmed and its expiry
+/// renewed once, after them. Everything else keeps its order.
+fn coalesce(writes: impl Iterator<Item = Write>) -> Vec<Write> {
+    let mut out = Vec::new();
+    let mut sets: Vec<(String, Vec<(i64, String)>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for write in writes {
+        match write {
+            Write::AddToCorrelation(key, score, member) => match index.get(&key) {
+                Some(i) => sets[*i].1.push((score, member)),
+                None => {
+                    index.insert(key.clone(), sets.len());
+                    sets.push((key, vec![(score, member)]));
+                }
+            },
+            Write::TrimCorrelation(_) => {}
+            Write::Expire(key) if index.contains_key(&key) => {}
+            other => out.push(other),
+        }
+    }
+    for (key, members) in sets {
+        out.push(Write::AddManyToCorrelation(key.clone(), members));
+        out.push(Write::TrimCorrelation(key.clone()));
+        out.push(Write::Expire(key));
+    }
+    out
 }
 
 /// The commands one entry needs.
@@ -548,6 +626,66 @@ mod tests {
         assert_eq!((traced.partition, traced.offset), (Some(3), Some(42)));
         assert_eq!(traced.correlation_id.as_deref(), Some("c1"));
         assert_eq!(traced.event_type.as_deref(), Some("post.created"));
+    }
+
+    #[test]
+    fn the_writer_rests_only_to_stay_under_its_ceiling() {
+        let ms = Duration::from_millis;
+        // 512 entries at 20,000/s are owed 25.6 ms: written in 5 ms, it rests the rest.
+        let rest = rest_after(512, ms(5), 20_000);
+        assert!(rest.abs_diff(Duration::from_micros(20_600)) < Duration::from_micros(1));
+        // Entries that trickled in slower than the ceiling, or no ceiling: no rest.
+        assert_eq!(rest_after(10, ms(5), 20_000), Duration::ZERO);
+        assert_eq!(rest_after(512, ms(1), 0), Duration::ZERO);
+        // Over a second of full batches the ceiling holds: 40 batches of 512 owe 1.024 s.
+        let total: Duration = (0..40)
+            .map(|_| rest_after(512, ms(2), 20_000) + ms(2))
+            .sum();
+        assert!(total >= ms(1_024), "{total:?}");
+    }
+
+    #[test]
+    fn a_batch_adds_to_each_correlation_set_once() {
+        let keys = TraceKeys::new(None);
+        let entries = (0..3).map(|i| {
+            let mut w = written(Some(if i < 2 { "c1" } else { "c2" }));
+            w.id = format!("e{i}");
+            w.time_ms = i;
+            Entry::Written(w)
+        });
+        let out = coalesce(entries.flat_map(|e| writes(&keys, e)));
+        let (c1, c2) = (keys.correlation("c1"), keys.correlation("c2"));
+        let count = |w: &Write| out.iter().filter(|x| *x == w).count();
+        assert_eq!(
+            count(&Write::AddManyToCorrelation(
+                c1.clone(),
+                vec![(0, "e0".into()), (1, "e1".into())]
+            )),
+            1
+        );
+        assert_eq!(
+            count(&Write::AddManyToCorrelation(
+                c2.clone(),
+                vec![(2, "e2".into())]
+            )),
+            1
+        );
+        for set in [&c1, &c2] {
+            assert_eq!(count(&Write::TrimCorrelation(set.clone())), 1);
+            assert_eq!(count(&Write::Expire(set.clone())), 1);
+        }
+        // Each event keeps its own hash and expiry; trimming follows the additions.
+        for i in 0..3 {
+            assert_eq!(count(&Write::Expire(keys.event(&format!("e{i}")))), 1);
+        }
+        let added = out
+            .iter()
+            .position(|w| matches!(w, Write::AddManyToCorrelation(k, _) if *k == c1));
+        let trimmed = out
+            .iter()
+            .position(|w| *w == Write::TrimCorrelation(c1.clone()));
+        assert!(added < trimmed);
+        assert!(!out.iter().any(|w| matches!(w, Write::AddToCorrelation(..))));
     }
 
     #[test]

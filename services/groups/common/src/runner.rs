@@ -20,6 +20,7 @@ use circulatory::consumer::telemetry::GroupMetrics;
 use circulatory::consumer::{ConsumerGroup, GroupSettings};
 use circulatory::kafka::KafkaConfig;
 use circulatory::registry::{RegistryConfig, SchemaRegistry};
+use circulatory::trace::TraceSettings;
 use clap::Parser;
 use prometheus::{Encoder, TextEncoder};
 use tokio_util::sync::CancellationToken;
@@ -92,6 +93,10 @@ pub struct Config<O: clap::Args> {
     /// events it emits), in seconds; 0 turns its reports off.
     #[arg(long, env = "CIRC_TRACE_WINDOW_SECS", default_value_t = 86_400)]
     pub trace_window_secs: u64,
+    /// Trace index entries this process writes per second at most (0: no ceiling); past it
+    /// they are dropped and counted in circulatory_trace_dropped_total.
+    #[arg(long, env = "CIRC_TRACE_MAX_PER_SEC", default_value_t = 20_000)]
+    pub trace_max_per_sec: u32,
     /// The group's own flags.
     #[command(flatten)]
     pub options: O,
@@ -168,7 +173,10 @@ async fn run<O: clap::Args>(
         drain_timeout: Duration::from_secs(config.drain_timeout_secs),
         session_timeout: Duration::from_secs(config.session_timeout_secs),
         instance_id: config.instance_id.clone(),
-        trace_window: Duration::from_secs(config.trace_window_secs),
+        trace: TraceSettings {
+            window: Duration::from_secs(config.trace_window_secs),
+            max_per_sec: config.trace_max_per_sec,
+        },
         ..GroupSettings::default()
     };
     if let Err(e) = check_timeouts(&settings) {

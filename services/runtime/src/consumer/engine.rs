@@ -96,9 +96,9 @@ pub struct GroupSettings {
     /// moves no partition. The other side: a member that stops and does not come back keeps its
     /// partitions unprocessed for the session timeout, also after a clean stop.
     pub instance_id: Option<String>,
-    /// How long the trace index keeps what this group reports ([`crate::trace`]); zero turns
-    /// the group's reports off. Needs Redis.
-    pub trace_window: Duration,
+    /// How long the trace index keeps what this group reports and how fast it may write
+    /// ([`crate::trace`]); a zero window turns the group's reports off. Needs Redis.
+    pub trace: crate::trace::TraceSettings,
 }
 
 impl Default for GroupSettings {
@@ -120,7 +120,7 @@ impl Default for GroupSettings {
             transaction_interval: Duration::from_millis(100),
             transactional_id: None,
             instance_id: None,
-            trace_window: crate::trace::DEFAULT_WINDOW,
+            trace: crate::trace::TraceSettings::default(),
         }
     }
 }
@@ -660,12 +660,10 @@ impl ConsumerGroup {
             .map(String::as_str)
             .collect();
         let trace = match &self.redis {
-            Some(redis) => TraceIndex::spawn(
-                redis.clone(),
-                self.catalog.namespace(),
-                self.settings.trace_window,
-            )
-            .counting(shared.metrics.trace_dropped.clone()),
+            Some(redis) => {
+                TraceIndex::spawn(redis.clone(), self.catalog.namespace(), self.settings.trace)
+                    .counting(shared.metrics.trace_dropped.clone())
+            }
             None => TraceIndex::disabled(),
         };
         let committer = match &shared.transactions {
