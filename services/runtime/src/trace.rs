@@ -40,9 +40,9 @@ const MAX_ERROR: usize = 512;
 /// The default window: as long as an event id is remembered for idempotency.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// The default ceiling on entries written per second by one process. Redis spends about 10 µs
-/// on an event's entry, so this keeps the index under about a fifth of a Redis core per process;
+/// on an event's entry, so this keeps the index under about 5 % of a Redis core per process;
 /// past it entries are dropped (and counted), not queued.
-pub const DEFAULT_MAX_PER_SEC: u32 = 20_000;
+pub const DEFAULT_MAX_PER_SEC: u32 = 5_000;
 
 /// How long the index keeps entries and how fast one process may write them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

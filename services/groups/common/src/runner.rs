@@ -95,7 +95,7 @@ pub struct Config<O: clap::Args> {
     pub trace_window_secs: u64,
     /// Trace index entries this process writes per second at most (0: no ceiling); past it
     /// they are dropped and counted in circulatory_trace_dropped_total.
-    #[arg(long, env = "CIRC_TRACE_MAX_PER_SEC", default_value_t = 20_000)]
+    #[arg(long, env = "CIRC_TRACE_MAX_PER_SEC", default_value_t = circulatory::trace::DEFAULT_MAX_PER_SEC)]
     pub trace_max_per_sec: u32,
     /// The group's own flags.
     #[command(flatten)]
