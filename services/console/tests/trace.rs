@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use circulatory::consumer::{ConsumerGroup, Context, Event, GroupSettings, HandlerError};
+use circulatory::consumer::{Context, Event, HandlerError};
 use circulatory::trace::{TraceIndex, TraceSettings};
 use circulatory_groups::testing as groups;
 use circulatory_testkit::TestEnv;
 use serde_json::Value;
-use support::{sample, viewer, Console, Controlled};
+use support::{sample, test_group, viewer, Console, Controlled};
 use tokio_util::sync::CancellationToken;
 
 const TYPE: &str = "video.viewed";
@@ -41,19 +41,7 @@ fn retry_then_emit(
     redis: redis::aio::ConnectionManager,
 ) -> (Arc<AtomicU32>, CancellationToken) {
     let calls = Arc::new(AtomicU32::new(0));
-    let mut consumer = ConsumerGroup::new(
-        env.catalog.clone(),
-        SECOND_TIME,
-        env.kafka.clone(),
-        env.registry.clone(),
-    )
-    .unwrap()
-    .redis(redis)
-    .settings(GroupSettings {
-        drain_timeout: Duration::from_secs(3),
-        session_timeout: Duration::from_secs(6),
-        ..GroupSettings::default()
-    });
+    let mut consumer = test_group(env, SECOND_TIME, redis);
     let child = sample(env, CHILD);
     for event_type in &env.catalog.group(SECOND_TIME).unwrap().subscribe {
         let (calls, child) = (calls.clone(), child.clone());

@@ -143,6 +143,28 @@ pub struct Controlled {
     task: tokio::task::JoinHandle<Result<(), circulatory::consumer::ConsumerError>>,
 }
 
+/// Group `group` with no handler yet, on Redis, with drain and session timeouts short enough
+/// for tests.
+pub fn test_group(
+    env: &TestEnv,
+    group: &str,
+    redis: redis::aio::ConnectionManager,
+) -> ConsumerGroup {
+    ConsumerGroup::new(
+        env.catalog.clone(),
+        group,
+        env.kafka.clone(),
+        env.registry.clone(),
+    )
+    .unwrap()
+    .redis(redis)
+    .settings(GroupSettings {
+        drain_timeout: Duration::from_secs(3),
+        session_timeout: Duration::from_secs(6),
+        ..GroupSettings::default()
+    })
+}
+
 impl Controlled {
     pub async fn start(
         env: &TestEnv,
@@ -152,19 +174,7 @@ impl Controlled {
         env.create_group_topics(group).await;
         let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
         let broken = Arc::new(AtomicBool::new(false));
-        let mut consumer = ConsumerGroup::new(
-            env.catalog.clone(),
-            group,
-            env.kafka.clone(),
-            env.registry.clone(),
-        )
-        .unwrap()
-        .redis(redis)
-        .settings(GroupSettings {
-            drain_timeout: Duration::from_secs(3),
-            session_timeout: Duration::from_secs(6),
-            ..GroupSettings::default()
-        });
+        let mut consumer = test_group(env, group, redis);
         for event_type in &env.catalog.group(group).unwrap().subscribe {
             let (seen, broken) = (seen.clone(), broken.clone());
             consumer = consumer.handler(event_type, move |e: Event, _: Context| {

@@ -4,21 +4,15 @@
 
 use std::time::Duration;
 
-use rdkafka::message::Headers;
-
 use crate::cloudevents::header;
 use crate::consumer::record::Record;
 use crate::consumer::retry::{self, NextStop, Origin, RetryState};
 use crate::trace::{Location, Step, StepState, TraceIndex};
 
-/// The `ce_id` of a record, if it carries one.
+/// The `ce_id` of a record, if it carries one (the last occurrence, as everywhere else).
 fn event_id(message: &Record) -> Option<String> {
-    message
-        .headers()?
-        .iter()
-        .find(|h| h.key == header::ID)
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+    let id = message.headers()?.last(header::ID)??;
+    Some(String::from_utf8_lossy(id).into_owned())
 }
 
 /// A failed event was handed to `stop`.
