@@ -65,7 +65,8 @@ pub struct GroupSettings {
     pub breaker_first_cool_down: Duration,
     /// The longest an open breaker waits before one trial.
     pub breaker_cool_down: Duration,
-    /// Share of time lower tiers still run while a higher tier has a backlog (starvation guard).
+    /// Share of the in-flight slots lower tiers keep (and are held to) while a higher tier has
+    /// a backlog: the starvation guard.
     pub low_tier_min_share: f64,
     /// The dead-letter flood guard: over the last `flood_window` outcomes (at least
     /// `flood_min_events`), a dead-letter ratio at or above `flood_max_ratio` stops the group.
@@ -1073,6 +1074,16 @@ fn is_due(due_ms: i64, now_ms: i64) -> bool {
     now_ms > due_ms
 }
 
+/// The ready class of a tier's main topics: after the retry topics (class 0), in priority order.
+fn tier_class(tier: Tier) -> u8 {
+    match tier {
+        Tier::Critical => 1,
+        Tier::High => 2,
+        Tier::Normal => 3,
+        Tier::Low => 4,
+    }
+}
+
 fn key_of(message: &Record) -> Vec<u8> {
     match message.key() {
         Some(key) if !key.is_empty() => key.to_vec(),
@@ -1184,13 +1195,7 @@ impl Engine {
 
     /// Retry topics are class 0 (their events already waited), then tiers in priority order.
     fn class_of(&self, tp: &Tp) -> u8 {
-        match self.tiers.get(&*tp.0) {
-            None => 0,
-            Some(Tier::Critical) => 1,
-            Some(Tier::High) => 2,
-            Some(Tier::Normal) => 3,
-            Some(Tier::Low) => 4,
-        }
+        self.tiers.get(&*tp.0).map_or(0, |tier| tier_class(*tier))
     }
 
     fn make_ready(&mut self, tp: Tp, key: Vec<u8>, message: Record) {
@@ -1221,44 +1226,56 @@ impl Engine {
         ((self.max_in_flight as f64 * self.settings.low_tier_min_share).ceil() as usize).max(1)
     }
 
-    /// Starts ready events while slots are free: retry topics first, then tiers in order; a
-    /// lower tier runs within its minimum share while a higher tier has a backlog.
+    /// Starts ready events while slots are free. While a higher tier has a backlog, lower tiers
+    /// with ready events first get their minimum share of the slots, and never more; then
+    /// retry topics, then tiers in order.
     fn release(&mut self) {
         if self.operator_paused {
             return;
         }
         let top = self.top_backlog();
         let quota = self.lower_tier_quota();
+        if let Some(top) = top {
+            for class in tier_class(top) + 1..=4 {
+                while self.running_below(top) < quota && self.start_next(class) {}
+            }
+        }
         for class in 0..=4u8 {
-            loop {
-                if self.running >= self.max_in_flight {
-                    return;
-                }
-                let Some((tp, _, _)) = self.ready.get(&class).and_then(|q| q.front()) else {
-                    break;
-                };
+            while let Some((tp, _, _)) = self.ready.get(&class).and_then(|q| q.front()) {
                 let tier = self.tiers.get(&*tp.0).copied();
-                let lower = matches!((tier, top), (Some(t), Some(top)) if t > top);
-                if lower {
-                    let running_lower: usize = self
-                        .running_by_tier
-                        .iter()
-                        .filter(|(t, _)| top.is_some_and(|top| **t > top))
-                        .map(|(_, n)| *n)
-                        .sum();
-                    if running_lower >= quota {
+                if let (Some(tier), Some(top)) = (tier, top) {
+                    if tier > top && self.running_below(top) >= quota {
                         return;
                     }
                 }
-                let Some((tp, key, message)) =
-                    self.ready.get_mut(&class).and_then(|q| q.pop_front())
-                else {
-                    break;
-                };
-                self.ready_count = self.ready_count.saturating_sub(1);
-                self.start(tp, key, message, false);
+                if !self.start_next(class) {
+                    return;
+                }
             }
         }
+    }
+
+    /// Events running from tiers below `top`.
+    fn running_below(&self, top: Tier) -> usize {
+        self.running_by_tier
+            .iter()
+            .filter(|(tier, _)| **tier > top)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    /// Starts the first ready event of `class` if a slot is free; false when it could not.
+    fn start_next(&mut self, class: u8) -> bool {
+        if self.running >= self.max_in_flight {
+            return false;
+        }
+        let Some((tp, key, message)) = self.ready.get_mut(&class).and_then(|q| q.pop_front())
+        else {
+            return false;
+        };
+        self.ready_count = self.ready_count.saturating_sub(1);
+        self.start(tp, key, message, false);
+        true
     }
 
     fn start(&mut self, tp: Tp, key: Vec<u8>, message: Record, trial: bool) {
