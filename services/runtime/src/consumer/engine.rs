@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
 use crate::consumer::breaker::{BreakerState, CircuitBreaker};
+use crate::consumer::dependencies::Dependencies;
 use crate::consumer::handler::{Context, Event, Handler, HandlerError};
 use crate::consumer::progress::{KeyLanes, PartitionProgress};
 use crate::consumer::record::{Record, TopicNames};
@@ -199,8 +200,7 @@ struct Table {
 struct Shared {
     table: Mutex<Table>,
     changed: Condvar,
-    breakers: Mutex<HashMap<String, CircuitBreaker>>,
-    breaker_template: CircuitBreaker,
+    breakers: Mutex<Dependencies>,
     /// Priority tier of each main topic.
     tiers: HashMap<String, Tier>,
     drain_timeout: Duration,
@@ -216,7 +216,7 @@ impl Shared {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn breakers(&self) -> std::sync::MutexGuard<'_, HashMap<String, CircuitBreaker>> {
+    fn breakers(&self) -> std::sync::MutexGuard<'_, Dependencies> {
         self.breakers.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -624,12 +624,11 @@ impl ConsumerGroup {
             table: Mutex::default(),
             tiers: tiers.clone(),
             changed: Condvar::new(),
-            breakers: Mutex::default(),
-            breaker_template: CircuitBreaker::new(
+            breakers: Mutex::new(Dependencies::new(CircuitBreaker::new(
                 self.settings.breaker_threshold,
                 self.settings.breaker_first_cool_down,
                 self.settings.breaker_cool_down,
-            ),
+            ))),
             drain_timeout: self.settings.drain_timeout,
             metrics,
             transactions: self
@@ -1366,9 +1365,7 @@ impl Engine {
                     // for a reason of its own and was retried or dead-lettered): nothing says
                     // the dependency is still down, so the breaker closes and the parked events
                     // run; if it is down, they open it again.
-                    if let Some(breaker) = self.runtime.shared.breakers().get_mut(&dependency) {
-                        breaker.on_success();
-                    }
+                    self.runtime.shared.breakers().trial_passed(&dependency);
                     self.release_parked();
                 } else if !self.parked.is_empty() && self.breakers_closed() {
                     self.release_parked();
@@ -1402,12 +1399,7 @@ impl Engine {
     }
 
     fn breakers_closed(&self) -> bool {
-        let now = Instant::now();
-        self.runtime
-            .shared
-            .breakers()
-            .values()
-            .all(|b| matches!(b.state(now), BreakerState::Closed))
+        self.runtime.shared.breakers().all_closed(Instant::now())
     }
 
     /// A trial succeeded (or every breaker closed): resume and run what was parked.
@@ -1583,9 +1575,10 @@ impl Engine {
             let half_open = {
                 let breakers = self.runtime.shared.breakers();
                 self.parked.front().is_some_and(|(dependency, ..)| {
-                    breakers
-                        .get(dependency)
-                        .is_some_and(|b| matches!(b.state(now), BreakerState::HalfOpen { .. }))
+                    matches!(
+                        breakers.state(dependency, now),
+                        Some(BreakerState::HalfOpen { .. })
+                    )
                 })
             };
             if half_open {
@@ -1713,14 +1706,14 @@ impl Engine {
         self.runtime
             .shared
             .breakers()
-            .iter()
-            .map(|(dependency, breaker)| {
-                let state = match breaker.state(now) {
+            .states(now)
+            .map(|(dependency, state)| {
+                let state = match state {
                     BreakerState::Closed => "closed",
                     BreakerState::HalfOpen { .. } => "half_open",
                     BreakerState::Open { .. } => "open",
                 };
-                (dependency.clone(), state)
+                (dependency.to_string(), state)
             })
             .collect()
     }
@@ -1728,8 +1721,8 @@ impl Engine {
     fn update_breaker_gauge(&self) {
         let now = Instant::now();
         let breakers = self.runtime.shared.breakers();
-        for (dependency, breaker) in breakers.iter() {
-            let value = match breaker.state(now) {
+        for (dependency, state) in breakers.states(now) {
+            let value = match state {
                 BreakerState::Closed => 0,
                 BreakerState::HalfOpen { .. } => 1,
                 BreakerState::Open { .. } => 2,
@@ -1896,9 +1889,7 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &Record) -> Outcome {
     registered.duration.observe(elapsed.as_secs_f64());
     match result {
         Ok(()) => {
-            for breaker in runtime.shared.breakers().values_mut() {
-                breaker.on_success();
-            }
+            runtime.shared.breakers().succeeded(event_type);
             registered.processed.inc();
             runtime.tally(event_type, Tally::Completed, elapsed);
             trace_steps::processed(
@@ -1917,13 +1908,12 @@ async fn process(runtime: &Runtime, tp: &Tp, message: &Record) -> Outcome {
         Err(error) => {
             registered.failed.inc();
             if let HandlerError::Dependency { dependency, .. } = &error {
-                let now = Instant::now();
-                let mut breakers = runtime.shared.breakers();
-                let breaker = breakers
-                    .entry(dependency.clone())
-                    .or_insert_with(|| runtime.shared.breaker_template.clone());
-                breaker.on_failure(now);
-                if !matches!(breaker.state(now), BreakerState::Closed) {
+                let state =
+                    runtime
+                        .shared
+                        .breakers()
+                        .failed(event_type, dependency, Instant::now());
+                if !matches!(state, BreakerState::Closed) {
                     return Outcome::Parked {
                         dependency: dependency.clone(),
                     };

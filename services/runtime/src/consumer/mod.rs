@@ -9,7 +9,8 @@
 //! - [`retry`]: the retry ladder, dead letters and their headers.
 //! - [`lag`]: how far each group is behind (waiting, delayed, replaying), without joining it.
 //! - [`dead_letters`]: list, show, replay (to the failed group only) and discard dead letters.
-//! - [`breaker`]: circuit breakers per dependency.
+//! - [`breaker`]: a circuit breaker (threshold, growing cool-down, one trial).
+//! - [`dependencies`]: a group's breakers by dependency, reset only by that dependency's users.
 //! - [`telemetry`]: the group's metrics.
 //! - [`durations`]: the histogram of handling durations behind p50 and p99.
 //! - [`stats`]: the operators' figures, shared in Redis across instances.
@@ -18,6 +19,7 @@
 
 pub mod breaker;
 pub mod dead_letters;
+pub mod dependencies;
 pub mod durations;
 pub mod engine;
 pub mod exactly_once;
