@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// Time kept, past the Redis timeout, for answering a request once its acknowledgements are in.
+const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "ingest",
@@ -41,6 +44,13 @@ pub struct Config {
     /// Redis (idempotency keys, ephemeral broadcasts).
     #[arg(long, env = "CIRC_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis: String,
+    /// How long a Redis command may take, in milliseconds, before its request answers 503
+    /// `redis_unavailable`. Longer than the stalls of a Redis that shares a busy disk (an AOF
+    /// write waiting behind a broker's log recovery held commands past half a second on a
+    /// saturated machine); a Redis that is down refuses at once, and the watcher knows within
+    /// a second.
+    #[arg(long, env = "CIRC_INGEST_REDIS_TIMEOUT_MS", default_value_t = 2_000)]
+    pub redis_timeout_ms: u64,
     /// PostgreSQL holding the projections behind the read routes (`GET /v1/videos/{id}`, feeds,
     /// notifications, wallets). Connected on first use: publishing never needs it.
     #[arg(
@@ -197,6 +207,11 @@ impl Config {
         if self.body_timeout_ms >= self.request_timeout_ms {
             problems.push("the body timeout must be shorter than the request timeout".into());
         }
+        if self.redis_timeout_ms == 0 || self.redis_timeout_ms >= self.request_timeout_ms {
+            problems.push(
+                "the redis timeout must be positive and shorter than the request timeout".into(),
+            );
+        }
         if self.ack_timeout_ms == 0 || self.ack_timeout_ms >= self.request_timeout_ms {
             problems.push(
                 "the ack timeout must be positive and shorter than the request timeout".into(),
@@ -214,6 +229,17 @@ impl Config {
 
     pub fn body_timeout(&self) -> Duration {
         Duration::from_millis(self.body_timeout_ms)
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+
+    /// See [`crate::state::Limits::ack_budget`].
+    pub fn ack_budget(&self) -> Duration {
+        self.request_timeout()
+            .saturating_sub(self.redis_timeout() + ANSWER_MARGIN)
+            .max(Duration::from_millis(1))
     }
 
     pub fn ack_timeout(&self) -> Duration {

@@ -180,6 +180,8 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // The request timeout started as the request reached this handler.
+    let answer_by = tokio::time::Instant::now() + state.limits.ack_budget;
     let claims = state.authenticate(headers)?;
     let kind = envelope::body_kind(headers)?;
     let idempotency_key = idempotency_key(headers)?;
@@ -401,7 +403,7 @@ async fn handle(
         }
     }
     let (produced, broadcast) = tokio::join!(
-        produce(state, stored),
+        produce(state, stored, answer_by),
         futures::future::join_all(
             broadcasts
                 .into_iter()
@@ -593,14 +595,21 @@ enum Produced {
 }
 
 /// Produces the request's Kafka events together and waits for the broker's acknowledgements,
-/// up to the ack timeout.
-async fn produce(state: &AppState, events: Vec<(usize, ValidatedEvent)>) -> Vec<(usize, Produced)> {
+/// up to the ack timeout or `answer_by`, whichever comes first.
+async fn produce(
+    state: &AppState,
+    events: Vec<(usize, ValidatedEvent)>,
+    answer_by: tokio::time::Instant,
+) -> Vec<(usize, Produced)> {
     if events.is_empty() {
         return Vec::new();
     }
     let (indexes, events): (Vec<usize>, Vec<ValidatedEvent>) = events.into_iter().unzip();
     let started = Instant::now();
-    let outcomes = state.publisher.publish_all_settling(events).await;
+    let outcomes = state
+        .publisher
+        .publish_all_settling(events, Some(answer_by))
+        .await;
     let elapsed = started.elapsed().as_secs_f64();
     // Metrics per type, looked up once per type rather than once per event.
     let mut produced: Vec<(&str, u64)> = Vec::new();

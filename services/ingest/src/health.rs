@@ -46,6 +46,9 @@ pub struct Probes {
     pub kafka: Arc<BaseConsumer>,
     pub registry: Arc<SchemaRegistry>,
     pub redis: ConnectionManager,
+    /// A probe of Redis waits as long as a command may, so a stall that commands ride out does
+    /// not count as down.
+    pub redis_timeout: Duration,
     pub db: PgPool,
 }
 
@@ -147,7 +150,7 @@ impl Health {
         self.set(&self.registry, registry_up, "registry");
         let mut redis = probes.redis.clone();
         let redis_up = tokio::time::timeout(
-            Duration::from_secs(1),
+            probes.redis_timeout,
             redis::cmd("PING").query_async::<String>(&mut redis),
         )
         .await

@@ -150,7 +150,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
             ..ProducerSettings::default()
         },
     )?;
-    let redis = connect_redis(&config.redis).await?;
+    let redis = connect_redis(&config.redis, config.redis_timeout()).await?;
     let db = database(&config.database_url, config.db_max_connections)?;
     let public_key = match &config.jwt_public_key_file {
         Some(path) => Some(std::fs::read(path)?),
@@ -187,6 +187,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         })?),
         registry: registry.clone(),
         redis: redis.clone(),
+        redis_timeout: config.redis_timeout(),
         db: db.clone(),
     };
     health.probe(&probes).await;
@@ -233,6 +234,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
             max_batch: config.max_batch,
             max_upload_bytes: config.max_upload_bytes,
             body_timeout: config.body_timeout(),
+            ack_budget: config.ack_budget(),
         },
         asyncapi,
         published,
@@ -244,12 +246,20 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
     })
 }
 
-/// Connects to Redis, retrying for a while: at boot, Redis may start after us.
-async fn connect_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
+/// Connects to Redis, retrying for a while: at boot, Redis may start after us. Each command
+/// fails after `timeout`.
+async fn connect_redis(
+    url: &str,
+    timeout: Duration,
+) -> anyhow::Result<redis::aio::ConnectionManager> {
     let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new().set_response_timeout(Some(timeout));
     let mut last = None;
     for _ in 0..30 {
-        match client.get_connection_manager().await {
+        match client
+            .get_connection_manager_with_config(config.clone())
+            .await
+        {
             Ok(manager) => return Ok(manager),
             Err(e) => {
                 last = Some(e);

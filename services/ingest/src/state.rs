@@ -29,6 +29,11 @@ pub struct Limits {
     pub max_upload_bytes: u64,
     /// Longest wait for a body (events) or for its next piece (uploads).
     pub body_timeout: Duration,
+    /// How long after it arrived a request stops waiting for acknowledgements, at the latest:
+    /// its timeout less what answering still needs (recording the outcome under its ids in
+    /// Redis, and a margin). A request whose events may be written is then always answered
+    /// 50307, never cut off by the request timeout.
+    pub ack_budget: Duration,
 }
 
 pub struct Inner {

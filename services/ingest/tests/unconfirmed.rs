@@ -71,3 +71,35 @@ async fn a_retry_after_an_unconfirmed_answer_gets_the_first_outcome_and_writes_n
         "{text}"
     );
 }
+
+/// An ack timeout close to the request timeout: the request stops waiting early enough to
+/// answer 50307 (its event may be written) instead of being cut off by the request timeout,
+/// whose 503 would say nothing was written.
+#[tokio::test]
+async fn the_ack_wait_ends_in_time_to_answer_within_the_request_timeout() {
+    let api = api_with(
+        &[],
+        &[
+            "--request-timeout-ms",
+            "3000",
+            "--redis-timeout-ms",
+            "1000",
+            "--body-timeout-ms",
+            "1000",
+            "--ack-timeout-ms",
+            "2900",
+        ],
+    )
+    .await;
+    let event = json!({"type": "like.added", "id": uuid::Uuid::new_v4().to_string(),
+                       "data": api.sample("like.added")});
+    let started = Instant::now();
+    let reply = api.post_json(&event).await;
+    let took = started.elapsed();
+    assert_eq!(reply.body["error_code"], 50307, "{}", reply.body);
+    // 3 s less the Redis timeout and the margin.
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(2900),
+        "answered after {took:?}"
+    );
+}

@@ -400,7 +400,7 @@ impl EventPublisher {
         &self,
         events: Vec<ValidatedEvent>,
     ) -> Vec<Result<Delivered, PublishError>> {
-        self.publish_all_settling(events)
+        self.publish_all_settling(events, None)
             .await
             .into_iter()
             .map(|publication| match publication {
@@ -416,9 +416,15 @@ impl EventPublisher {
     ///
     /// Every record is handed to the producer first, so they travel together in the producer's
     /// batches, and one deadline bounds the wait for all acknowledgements: a batch costs one
-    /// timer, not one per event.
-    pub async fn publish_all_settling(&self, events: Vec<ValidatedEvent>) -> Vec<Publication> {
-        let deadline = tokio::time::Instant::now() + self.publish_timeout;
+    /// timer, not one per event. `answer_by`, when given, ends the wait sooner (a caller that
+    /// must answer within its own bound).
+    pub async fn publish_all_settling(
+        &self,
+        events: Vec<ValidatedEvent>,
+        answer_by: Option<tokio::time::Instant>,
+    ) -> Vec<Publication> {
+        let own = tokio::time::Instant::now() + self.publish_timeout;
+        let deadline = answer_by.map_or(own, |by| by.min(own));
         let enqueue_deadline = tokio::time::Instant::now() + self.enqueue_timeout;
         let mut in_flight = Vec::with_capacity(events.len());
         for event in events {
