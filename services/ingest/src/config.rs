@@ -98,8 +98,12 @@ pub struct Config {
     pub body_timeout_ms: u64,
     /// How long a request waits for the broker's acknowledgement of its events, in
     /// milliseconds. Past it the answer is a 503 `kafka_unconfirmed`: the events may still be
-    /// written, and a retry with the same ids (or Idempotency-Key) gets their outcome.
-    #[arg(long, env = "CIRC_INGEST_ACK_TIMEOUT_MS", default_value_t = 5_000)]
+    /// written, and a retry with the same ids (or Idempotency-Key) gets their outcome. Longer
+    /// than a broker failover: with acks=all a dead broker holds back every partition it
+    /// replicates until the controller fences it and shrinks the ISR (or elects a new leader),
+    /// which held acknowledgements up to 9.5 s on a saturated three-broker cluster with a 4 s
+    /// broker session (scripts/chaos); shorter than the request timeout.
+    #[arg(long, env = "CIRC_INGEST_ACK_TIMEOUT_MS", default_value_t = 10_000)]
     pub ack_timeout_ms: u64,
     /// How long the producer keeps trying a record, in milliseconds; the event ids of a request
     /// answered `kafka_unconfirmed` stay claimed this long (plus a margin) so that a retry never

@@ -55,6 +55,10 @@ pub(crate) async fn run(env: &Env, args: &LoadArgs) -> Result<Value, String> {
         .no_proxy()
         .timeout(Duration::from_secs(args.request_timeout_secs))
         .pool_max_idle_per_host(args.max_in_flight)
+        // Sooner than the ingest closes an idle connection (its 10 s header timeout): a request
+        // sent as the server closes is reset unread, which a client without retries counts as
+        // unanswered.
+        .pool_idle_timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| e.to_string())?;
     let stop = stop_on_signal(Duration::from_secs(args.max_secs));
