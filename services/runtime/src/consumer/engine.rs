@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use crate::consumer::breaker::{BreakerState, CircuitBreaker};
 use crate::consumer::dependencies::Dependencies;
+use crate::consumer::flood_guard::{Flood, FloodGuard};
 use crate::consumer::handler::{Context, Event, Handler, HandlerError};
 use crate::consumer::progress::{KeyLanes, PartitionProgress};
 use crate::consumer::record::{Record, TopicNames};
@@ -754,8 +755,12 @@ impl ConsumerGroup {
                 .max(1),
             tiers,
             retry_topics: retry_topics.iter().cloned().collect(),
+            flood_guard: FloodGuard::new(
+                self.settings.flood_window,
+                self.settings.flood_min_events,
+                self.settings.flood_max_ratio,
+            ),
             settings: self.settings,
-            outcomes: VecDeque::new(),
             ready: BTreeMap::new(),
             ready_count: 0,
             lagging_tier: None,
@@ -1022,8 +1027,7 @@ struct Engine {
     tiers: HashMap<String, Tier>,
     retry_topics: HashSet<String>,
     settings: GroupSettings,
-    /// Recent outcomes for the flood guard: true when dead-lettered.
-    outcomes: VecDeque<(bool, Option<String>)>,
+    flood_guard: FloodGuard,
     /// Events ready to run (their key's lane is free), by class: retry topics first, then tiers
     /// in priority order. They wait here for a slot, or for their tier's turn.
     ready: BTreeMap<u8, VecDeque<(Tp, Vec<u8>, Record)>>,
@@ -1421,30 +1425,21 @@ impl Engine {
         dead_lettered: bool,
         error: Option<String>,
     ) -> Result<(), ConsumerError> {
-        self.outcomes.push_back((dead_lettered, error));
-        while self.outcomes.len() > self.settings.flood_window {
-            self.outcomes.pop_front();
-        }
-        let dead = self.outcomes.iter().filter(|(d, _)| *d).count();
-        let window = self.outcomes.len();
-        if window >= self.settings.flood_min_events
-            && dead as f64 >= self.settings.flood_max_ratio * window as f64
-        {
-            let last_error = self
-                .outcomes
-                .iter()
-                .rev()
-                .find_map(|(_, e)| e.clone())
-                .unwrap_or_default();
-            let error = ConsumerError::DeadLetterFlood {
-                dead,
-                window,
-                last_error,
-            };
-            tracing::error!(error = %error, "stopping the group");
-            return Err(error);
-        }
-        Ok(())
+        let Some(Flood {
+            dead,
+            window,
+            last_error,
+        }) = self.flood_guard.record(dead_lettered, error)
+        else {
+            return Ok(());
+        };
+        let error = ConsumerError::DeadLetterFlood {
+            dead,
+            window,
+            last_error,
+        };
+        tracing::error!(error = %error, "stopping the group");
+        Err(error)
     }
 
     /// Events received and not started: ready, or queued behind an event of their key.

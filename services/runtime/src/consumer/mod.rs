@@ -11,6 +11,7 @@
 //! - [`dead_letters`]: list, show, replay (to the failed group only) and discard dead letters.
 //! - [`breaker`]: a circuit breaker (threshold, growing cool-down, one trial).
 //! - [`dependencies`]: a group's breakers by dependency, reset only by that dependency's users.
+//! - [`flood_guard`]: stops a group whose recent events nearly all go to the dead letters.
 //! - [`telemetry`]: the group's metrics.
 //! - [`durations`]: the histogram of handling durations behind p50 and p99.
 //! - [`stats`]: the operators' figures, shared in Redis across instances.
@@ -23,6 +24,7 @@ pub mod dependencies;
 pub mod durations;
 pub mod engine;
 pub mod exactly_once;
+pub mod flood_guard;
 pub mod handler;
 pub mod lag;
 pub mod progress;
