@@ -10,6 +10,9 @@ use std::collections::{BTreeSet, VecDeque};
 
 use foldhash::{HashMap, HashMapExt};
 
+/// A topic partition (the topic name shared between the records of one topic).
+pub(crate) type Tp = (std::sync::Arc<str>, i32);
+
 /// Offsets of one partition that were received and are not finished.
 #[derive(Debug, Default, Clone)]
 pub struct PartitionProgress {

@@ -15,12 +15,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::consumer::engine::GroupConsumer;
+use crate::consumer::progress::Tp;
 use crate::publisher::OutboundRecord;
 use crate::trace::TraceIndex;
 
@@ -28,10 +28,6 @@ use crate::trace::TraceIndex;
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Attempts at one transaction before the group gives up and stops.
 const ATTEMPTS: u32 = 5;
-
-/// A topic partition.
-/// A topic partition (the topic name shared between the records of one topic).
-pub(crate) type Tp = (std::sync::Arc<str>, i32);
 
 #[derive(Default)]
 struct State {
@@ -120,10 +116,10 @@ pub(crate) trait Positions: Send + Sync + 'static {
 /// Initialises the transactional producer, then runs transactions until stopped or failed. The
 /// group consumes meanwhile: what it finishes is staged until the first transaction, so joining
 /// the group and initialising the producer overlap instead of adding up.
-pub(crate) fn spawn_committer<P: Positions>(
+pub(crate) fn spawn_committer<P: Positions, C: ConsumerContext + 'static>(
     transactions: Arc<Transactions>,
     producer: FutureProducer,
-    consumer: Arc<GroupConsumer>,
+    consumer: Arc<BaseConsumer<C>>,
     positions: Arc<P>,
     trace: TraceIndex,
 ) -> std::thread::JoinHandle<()> {
@@ -190,9 +186,9 @@ pub(crate) fn spawn_committer<P: Positions>(
 
 /// One transaction: the records, then the offsets, then commit; retried after an abortable
 /// error with the same content.
-fn commit(
+fn commit<C: ConsumerContext>(
     producer: &FutureProducer,
-    consumer: &GroupConsumer,
+    consumer: &BaseConsumer<C>,
     records: &[OutboundRecord],
     offsets: &[(Tp, i64)],
 ) -> Result<Vec<(usize, DeliveryFuture)>, String> {
@@ -225,9 +221,9 @@ fn commit(
     Err(last_error)
 }
 
-fn try_commit(
+fn try_commit<C: ConsumerContext>(
     producer: &FutureProducer,
-    consumer: &GroupConsumer,
+    consumer: &BaseConsumer<C>,
     records: &[OutboundRecord],
     offsets: &TopicPartitionList,
 ) -> Result<Vec<(usize, DeliveryFuture)>, KafkaError> {
