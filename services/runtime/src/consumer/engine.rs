@@ -41,6 +41,7 @@ use crate::consumer::flood_guard::{Flood, FloodGuard};
 use crate::consumer::handler::{Context, Event, Handler, HandlerError};
 use crate::consumer::progress::Tp;
 use crate::consumer::progress::{KeyLanes, PartitionProgress};
+use crate::consumer::ready::{Ready, Slots};
 use crate::consumer::record::{Record, TopicNames};
 use crate::consumer::retry::{self, DeadLetterReason, Failure, NextStop, Origin, RetryState};
 use crate::consumer::stats::{self, Accumulator, Control, Identity, Snapshot, StatsKeys, Tally};
@@ -749,11 +750,12 @@ impl ConsumerGroup {
             trial: None,
             paused_for_breaker: false,
             held: 0,
-            max_in_flight: self
-                .settings
-                .max_in_flight
-                .unwrap_or(self.group.max_in_flight as usize)
-                .max(1),
+            slots: Slots::new(
+                self.settings
+                    .max_in_flight
+                    .unwrap_or(self.group.max_in_flight as usize),
+                self.settings.low_tier_min_share,
+            ),
             tiers,
             retry_topics: retry_topics.iter().cloned().collect(),
             flood_guard: FloodGuard::new(
@@ -762,14 +764,11 @@ impl ConsumerGroup {
                 self.settings.flood_max_ratio,
             ),
             settings: self.settings,
-            ready: BTreeMap::new(),
-            ready_count: 0,
+            ready: Ready::default(),
             lagging_tier: None,
             backpressured: HashSet::new(),
             unstored: HashSet::new(),
-            running: 0,
             held_by_tier: HashMap::new(),
-            running_by_tier: HashMap::new(),
             stats_keys,
             identity,
             control,
@@ -1023,29 +1022,22 @@ struct Engine {
     paused_for_breaker: bool,
     /// Records the engine holds: running, ready, queued in lanes, delayed or parked.
     held: usize,
-    /// The group's bound on handler calls running at once.
-    max_in_flight: usize,
+    /// The group's bound on handler calls running at once, and who holds them.
+    slots: Slots,
     tiers: HashMap<String, Tier>,
     retry_topics: HashSet<String>,
     settings: GroupSettings,
     flood_guard: FloodGuard,
-    /// Events ready to run (their key's lane is free), by class: retry topics first, then tiers
-    /// in priority order. They wait here for a slot, or for their tier's turn.
-    ready: BTreeMap<u8, VecDeque<(Tp, Vec<u8>, Record)>>,
-    /// Events in `ready`.
-    ready_count: usize,
+    /// Events ready to run (their key's lane is free), waiting for a slot or their tier's turn.
+    ready: Ready<(Tp, Vec<u8>, Record)>,
     /// The highest tier the client reported lag for, as of the last tick.
     lagging_tier: Option<Tier>,
     /// Lower-tier partitions paused while the engine is full and a higher tier lags.
     backpressured: HashSet<Tp>,
     /// Partitions with finished offsets whose commit position is not stored yet.
     unstored: HashSet<Tp>,
-    /// Handler calls running.
-    running: usize,
     /// Main-topic events received and not finished, per tier.
     held_by_tier: HashMap<Tier, usize>,
-    /// Main-topic events running, per tier.
-    running_by_tier: HashMap<Tier, usize>,
     stats_keys: StatsKeys,
     identity: Arc<Identity>,
     /// The operator's control as last read from Redis.
@@ -1076,16 +1068,6 @@ fn now_ms() -> i64 {
 /// millisecond proves the full delay elapsed (at `now == due` it may be short by up to 1 ms).
 fn is_due(due_ms: i64, now_ms: i64) -> bool {
     now_ms > due_ms
-}
-
-/// The ready class of a tier's main topics: after the retry topics (class 0), in priority order.
-fn tier_class(tier: Tier) -> u8 {
-    match tier {
-        Tier::Critical => 1,
-        Tier::High => 2,
-        Tier::Normal => 3,
-        Tier::Low => 4,
-    }
 }
 
 fn key_of(message: &Record) -> Vec<u8> {
@@ -1197,18 +1179,9 @@ impl Engine {
         }
     }
 
-    /// Retry topics are class 0 (their events already waited), then tiers in priority order.
-    fn class_of(&self, tp: &Tp) -> u8 {
-        self.tiers.get(&*tp.0).map_or(0, |tier| tier_class(*tier))
-    }
-
     fn make_ready(&mut self, tp: Tp, key: Vec<u8>, message: Record) {
-        let class = self.class_of(&tp);
-        self.ready_count += 1;
-        self.ready
-            .entry(class)
-            .or_default()
-            .push_back((tp, key, message));
+        let tier = self.tiers.get(&*tp.0).copied();
+        self.ready.push(tier, (tp, key, message));
     }
 
     /// The highest tier with events received and not finished, or a lag reported by the client.
@@ -1225,61 +1198,15 @@ impl Engine {
         }
     }
 
-    /// Slots lower tiers keep while a higher tier has a backlog: their minimum share.
-    fn lower_tier_quota(&self) -> usize {
-        ((self.max_in_flight as f64 * self.settings.low_tier_min_share).ceil() as usize).max(1)
-    }
-
-    /// Starts ready events while slots are free. While a higher tier has a backlog, lower tiers
-    /// with ready events first get their minimum share of the slots, and never more; then
-    /// retry topics, then tiers in order.
+    /// Starts ready events while slots are free, in the order [`Ready::next`] gives.
     fn release(&mut self) {
         if self.operator_paused {
             return;
         }
         let top = self.top_backlog();
-        let quota = self.lower_tier_quota();
-        if let Some(top) = top {
-            for class in tier_class(top) + 1..=4 {
-                while self.running_below(top) < quota && self.start_next(class) {}
-            }
+        while let Some((_, (tp, key, message))) = self.ready.next(&self.slots, top) {
+            self.start(tp, key, message, false);
         }
-        for class in 0..=4u8 {
-            while let Some((tp, _, _)) = self.ready.get(&class).and_then(|q| q.front()) {
-                let tier = self.tiers.get(&*tp.0).copied();
-                if let (Some(tier), Some(top)) = (tier, top) {
-                    if tier > top && self.running_below(top) >= quota {
-                        return;
-                    }
-                }
-                if !self.start_next(class) {
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Events running from tiers below `top`.
-    fn running_below(&self, top: Tier) -> usize {
-        self.running_by_tier
-            .iter()
-            .filter(|(tier, _)| **tier > top)
-            .map(|(_, n)| *n)
-            .sum()
-    }
-
-    /// Starts the first ready event of `class` if a slot is free; false when it could not.
-    fn start_next(&mut self, class: u8) -> bool {
-        if self.running >= self.max_in_flight {
-            return false;
-        }
-        let Some((tp, key, message)) = self.ready.get_mut(&class).and_then(|q| q.pop_front())
-        else {
-            return false;
-        };
-        self.ready_count = self.ready_count.saturating_sub(1);
-        self.start(tp, key, message, false);
-        true
     }
 
     fn start(&mut self, tp: Tp, key: Vec<u8>, message: Record, trial: bool) {
@@ -1301,10 +1228,7 @@ impl Engine {
             self.forget(&tp, 1);
             return;
         }
-        self.running += 1;
-        if let Some(tier) = self.tiers.get(&*tp.0) {
-            *self.running_by_tier.entry(*tier).or_default() += 1;
-        }
+        self.slots.start(self.tiers.get(&*tp.0).copied());
         self.runtime.shared.metrics.in_flight.inc();
         let runtime = self.runtime.clone();
         self.in_flight.spawn(async move {
@@ -1336,13 +1260,8 @@ impl Engine {
             revoked,
         } = completion;
         let trial_of = if trial { self.trial.take() } else { None };
-        self.running = self.running.saturating_sub(1);
         let tier = self.tiers.get(&*tp.0).copied();
-        if let Some(tier) = tier {
-            if let Some(n) = self.running_by_tier.get_mut(&tier) {
-                *n = n.saturating_sub(1);
-            }
-        }
+        self.slots.finish(tier);
         match outcome {
             Outcome::Parked { dependency } => {
                 tracing::warn!(dependency = %dependency, "breaker open: event parked, group paused");
@@ -1445,7 +1364,7 @@ impl Engine {
 
     /// Events received and not started: ready, or queued behind an event of their key.
     fn waiting(&self) -> usize {
-        self.ready_count + self.lanes.values().map(KeyLanes::queued).sum::<usize>()
+        self.ready.len() + self.lanes.values().map(KeyLanes::queued).sum::<usize>()
     }
 
     /// While the engine is full, records of a lagging higher tier may sit behind lower-tier ones
@@ -1541,13 +1460,7 @@ impl Engine {
             let before = self.parked.len();
             self.parked.retain(|(_, t, _, _)| *t != tp);
             let mut dropped = before - self.parked.len();
-            for queue in self.ready.values_mut() {
-                let before = queue.len();
-                queue.retain(|(t, _, _)| *t != tp);
-                let removed = before - queue.len();
-                self.ready_count = self.ready_count.saturating_sub(removed);
-                dropped += removed;
-            }
+            dropped += self.ready.retain(|(t, _, _)| *t != tp);
             self.backpressured.remove(&tp);
             self.unstored.remove(&tp);
             dropped += self.delayed.remove(&tp).map_or(0, |q| q.len());
@@ -1672,7 +1585,7 @@ impl Engine {
     /// This instance's heartbeat figures.
     fn snapshot(&self) -> Snapshot {
         let mut snapshot = Snapshot {
-            active: self.running,
+            active: self.slots.running(),
             delayed: self.delayed.values().map(VecDeque::len).sum::<usize>() + self.parked.len(),
             operator_paused: self.operator_paused,
             updated_at_ms: now_ms(),

@@ -5,6 +5,7 @@
 //!   tiers, drain.
 //! - [`exactly_once`]: database effects recorded with `processed_events` in one transaction.
 //! - [`progress`]: per-partition commit positions and per-key lanes.
+//! - `ready`: events ready to run and which runs next (retry topics, tiers, minimum shares).
 //! - `record`: consumed records as the engine keeps them (one copy, headers indexed once).
 //! - [`retry`]: the retry ladder, dead letters and their headers.
 //! - [`lag`]: how far each group is behind (waiting, delayed, replaying), without joining it.
@@ -28,6 +29,7 @@ pub mod flood_guard;
 pub mod handler;
 pub mod lag;
 pub mod progress;
+pub(crate) mod ready;
 pub(crate) mod record;
 pub mod retry;
 pub mod stats;
