@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
 use crate::consumer::breaker::{BreakerState, CircuitBreaker};
+use crate::consumer::delayed::{Arrival, Delayed};
 use crate::consumer::dependencies::Dependencies;
 use crate::consumer::flood_guard::{Flood, FloodGuard};
 use crate::consumer::handler::{Context, Event, Handler, HandlerError};
@@ -745,7 +746,7 @@ impl ConsumerGroup {
             rx,
             in_flight: JoinSet::new(),
             lanes: HashMap::new(),
-            delayed: HashMap::new(),
+            delayed: Delayed::default(),
             parked: VecDeque::new(),
             trial: None,
             paused_for_breaker: false,
@@ -1013,7 +1014,7 @@ struct Engine {
     in_flight: JoinSet<Completion>,
     lanes: HashMap<Tp, KeyLanes<Record>>,
     /// Retry records not yet due, per partition, in arrival (= due) order.
-    delayed: HashMap<Tp, VecDeque<(i64, Record)>>,
+    delayed: Delayed<Tp, Record>,
     /// Events waiting for an open breaker, with their dependency.
     parked: VecDeque<(String, Tp, Vec<u8>, Record)>,
     /// The dependency whose half-open breaker's single trial is running.
@@ -1061,13 +1062,6 @@ fn hostname() -> String {
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-/// Whether a retry due at `due_ms` may run at `now_ms`. Both are whole milliseconds, truncated:
-/// the due time was computed from a truncated failure time, so only a clock past the due
-/// millisecond proves the full delay elapsed (at `now == due` it may be short by up to 1 ms).
-fn is_due(due_ms: i64, now_ms: i64) -> bool {
-    now_ms > due_ms
 }
 
 fn key_of(message: &Record) -> Vec<u8> {
@@ -1155,14 +1149,11 @@ impl Engine {
         if self.retry_topics.contains(&*tp.0) {
             let state = message.retry_state();
             let due = state.due_at_ms.unwrap_or(0);
-            let queue = self.delayed.entry(tp.clone()).or_default();
-            if !is_due(due, now_ms()) || !queue.is_empty() {
-                // Records of one retry topic share a delay, so they are due in order: the head
-                // decides, and the partition is paused until it is due.
-                queue.push_back((due, message));
-                self.pause(std::slice::from_ref(&tp), PauseReason::Delay);
-                return;
+            match self.delayed.arrive(&tp, due, message, now_ms()) {
+                Arrival::Due(message) => self.admit(tp, message),
+                Arrival::Held => self.pause(std::slice::from_ref(&tp), PauseReason::Delay),
             }
+            return;
         }
         self.admit(tp, message);
     }
@@ -1423,34 +1414,18 @@ impl Engine {
         self.store_positions();
         self.update_tier_backpressure();
         // Retry records that came due.
-        let now = now_ms();
-        let due_partitions: Vec<Tp> = self
-            .delayed
-            .iter()
-            .filter(|(_, q)| q.front().is_some_and(|(due, _)| is_due(*due, now)))
-            .map(|(tp, _)| tp.clone())
-            .collect();
-        for tp in due_partitions {
-            while let Some((due, _)) = self.delayed.get(&tp).and_then(|q| q.front()) {
-                if !is_due(*due, now) {
-                    break;
-                }
-                let Some((_, message)) = self.delayed.get_mut(&tp).and_then(|q| q.pop_front())
-                else {
-                    break;
-                };
-                self.admit(tp.clone(), message);
-            }
-            if self.delayed.get(&tp).is_some_and(|q| q.is_empty()) {
-                self.delayed.remove(&tp);
-                self.resume(std::slice::from_ref(&tp), PauseReason::Delay);
-            }
+        let released = self.delayed.release(now_ms());
+        for (tp, message) in released.due {
+            self.admit(tp, message);
+        }
+        if !released.emptied.is_empty() {
+            self.resume(&released.emptied, PauseReason::Delay);
         }
         // Revoked partitions: drop what the engine still holds for them.
         let revoked: Vec<Tp> = {
             let table = self.runtime.shared.table();
             self.delayed
-                .keys()
+                .partitions()
                 .chain(self.lanes.keys())
                 .filter(|tp| table.partitions.get(*tp).is_none_or(|e| e.revoking))
                 .cloned()
@@ -1463,7 +1438,7 @@ impl Engine {
             dropped += self.ready.retain(|(t, _, _)| *t != tp);
             self.backpressured.remove(&tp);
             self.unstored.remove(&tp);
-            dropped += self.delayed.remove(&tp).map_or(0, |q| q.len());
+            dropped += self.delayed.remove(&tp);
             dropped += self
                 .lanes
                 .remove(&tp)
@@ -1586,7 +1561,7 @@ impl Engine {
     fn snapshot(&self) -> Snapshot {
         let mut snapshot = Snapshot {
             active: self.slots.running(),
-            delayed: self.delayed.values().map(VecDeque::len).sum::<usize>() + self.parked.len(),
+            delayed: self.delayed.len() + self.parked.len(),
             operator_paused: self.operator_paused,
             updated_at_ms: now_ms(),
             breakers: self.breaker_states(),
@@ -2082,21 +2057,5 @@ async fn route_failure(
         dead_lettered,
         error: Some(reason.to_string()),
         records,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_retry_is_due_only_once_its_millisecond_has_passed() {
-        // Failed at 1000.9 ms (recorded as 1000) with a 4 s delay: due 5000. At 5000.2 ms only
-        // 3999.3 ms have passed.
-        assert!(!is_due(5000, 4999));
-        assert!(!is_due(5000, 5000));
-        assert!(is_due(5000, 5001));
-        // Replays carry no due time: due at once.
-        assert!(is_due(0, now_ms()));
     }
 }

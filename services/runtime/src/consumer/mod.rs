@@ -13,6 +13,7 @@
 //! - [`breaker`]: a circuit breaker (threshold, growing cool-down, one trial).
 //! - [`dependencies`]: a group's breakers by dependency, reset only by that dependency's users.
 //! - [`flood_guard`]: stops a group whose recent events nearly all go to the dead letters.
+//! - `delayed`: retry records held until they are due.
 //! - [`telemetry`]: the group's metrics.
 //! - [`durations`]: the histogram of handling durations behind p50 and p99.
 //! - [`stats`]: the operators' figures, shared in Redis across instances.
@@ -21,6 +22,7 @@
 
 pub mod breaker;
 pub mod dead_letters;
+pub(crate) mod delayed;
 pub mod dependencies;
 pub mod durations;
 pub mod engine;
