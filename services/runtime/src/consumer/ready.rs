@@ -14,15 +14,10 @@ use crate::topology::Tier;
 /// Retry topics, then the four tiers.
 const CLASSES: usize = 1 + Tier::ALL.len();
 
-/// The class of a main topic's tier, or of the retry topics (`None`).
+/// The class of a main topic's tier (declaration order is priority order), or of the retry
+/// topics (`None`).
 fn class_of(tier: Option<Tier>) -> usize {
-    match tier {
-        None => 0,
-        Some(Tier::Critical) => 1,
-        Some(Tier::High) => 2,
-        Some(Tier::Normal) => 3,
-        Some(Tier::Low) => 4,
-    }
+    tier.map_or(0, |tier| 1 + tier as usize)
 }
 
 fn tier_of(class: usize) -> Option<Tier> {
@@ -62,16 +57,17 @@ impl Slots {
     /// An event of `tier` (`None`: a retry topic) started.
     pub(crate) fn start(&mut self, tier: Option<Tier>) {
         self.running += 1;
-        if let Some(i) = class_of(tier).checked_sub(1) {
-            self.by_tier[i] += 1;
+        if let Some(tier) = tier {
+            self.by_tier[tier as usize] += 1;
         }
     }
 
     /// An event of `tier` finished.
     pub(crate) fn finish(&mut self, tier: Option<Tier>) {
         self.running = self.running.saturating_sub(1);
-        if let Some(i) = class_of(tier).checked_sub(1) {
-            self.by_tier[i] = self.by_tier[i].saturating_sub(1);
+        if let Some(tier) = tier {
+            let n = &mut self.by_tier[tier as usize];
+            *n = n.saturating_sub(1);
         }
     }
 
