@@ -14,11 +14,11 @@
 //!   only then mark the offset finished. So an offset is committed only when its event succeeded or
 //!   was safely handed on: nothing accepted is lost.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 // Per-event lookups (partitions, keys, event types) use a fast hasher: the keys come from
 // the group's own topics and records, and no map grows beyond the records it holds.
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -36,14 +36,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
 use crate::consumer::breaker::{BreakerState, CircuitBreaker};
-use crate::consumer::delayed::{Arrival, Delayed};
 use crate::consumer::dependencies::Dependencies;
 use crate::consumer::flood_guard::{Flood, FloodGuard};
 use crate::consumer::handler::{Context, Event, Handler, HandlerError};
-use crate::consumer::progress::{KeyLanes, PartitionProgress, Tp};
-use crate::consumer::ready::{Ready, Slots};
+use crate::consumer::progress::{PartitionProgress, Tp};
 use crate::consumer::record::{Record, TopicNames};
 use crate::consumer::retry::{self, DeadLetterReason, Failure, NextStop, Origin, RetryState};
+use crate::consumer::scheduler::{
+    Clock, Command, Completion, Finish, Job, Limits, PauseReason, Scheduler, Tick, Work,
+};
 use crate::consumer::stats::{self, Accumulator, Control, Identity, Snapshot, StatsKeys, Tally};
 use crate::consumer::telemetry::GroupMetrics;
 use crate::consumer::trace_steps;
@@ -148,38 +149,6 @@ pub enum ConsumerError {
         window: usize,
         last_error: String,
     },
-}
-
-/// Why a partition is paused; it resumes when no reason is left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum PauseReason {
-    /// The head of a retry partition is not due yet.
-    Delay,
-    /// Too much work is held in memory.
-    Backpressure,
-    /// A dependency's breaker is open.
-    Breaker,
-    /// The group is stopping.
-    Shutdown,
-    /// The engine took no records for a while: the poll thread keeps polling (rebalances and
-    /// the group's liveness depend on it) with every partition paused.
-    Full,
-    /// An operator paused the group (the console's control key).
-    Operator,
-}
-
-impl PauseReason {
-    /// The name operators see (the heartbeat's `paused_partitions`).
-    fn as_str(self) -> &'static str {
-        match self {
-            PauseReason::Delay => "delay",
-            PauseReason::Backpressure => "backpressure",
-            PauseReason::Breaker => "breaker",
-            PauseReason::Shutdown => "shutdown",
-            PauseReason::Full => "full",
-            PauseReason::Operator => "operator",
-        }
-    }
 }
 
 #[derive(Debug, Default)]
@@ -491,16 +460,6 @@ enum Outcome {
     Parked { dependency: String },
 }
 
-struct Completion {
-    tp: Tp,
-    key: Vec<u8>,
-    message: Record,
-    outcome: Outcome,
-    trial: bool,
-    /// The partition is being revoked (or is gone) as the event finished.
-    revoked: bool,
-}
-
 /// Builds and runs one consumer group.
 pub struct ConsumerGroup {
     catalog: Arc<Catalog>,
@@ -740,39 +699,31 @@ impl ConsumerGroup {
         let (tx, rx) = mpsc::channel(self.settings.channel_capacity.div_ceil(POLL_BATCH).max(1));
         let stop_polling = Arc::new(AtomicBool::new(false));
         let poller = spawn_poll_thread(consumer.clone(), shared.clone(), tx, stop_polling.clone());
+        let limits = Limits {
+            max_in_flight: self
+                .settings
+                .max_in_flight
+                .unwrap_or(self.group.max_in_flight as usize),
+            low_tier_min_share: self.settings.low_tier_min_share,
+            max_waiting: self.settings.max_waiting,
+            tiers,
+            retry_topics: retry_topics.iter().cloned().collect(),
+            stores_offsets: shared.transactions.is_none(),
+        };
+        let flood_guard = FloodGuard::new(
+            self.settings.flood_window,
+            self.settings.flood_min_events,
+            self.settings.flood_max_ratio,
+        );
         let mut engine = Engine {
             runtime,
             rx,
             in_flight: JoinSet::new(),
-            lanes: HashMap::new(),
-            delayed: Delayed::default(),
-            parked: VecDeque::new(),
-            trial: None,
-            paused_for_breaker: false,
-            held: 0,
-            slots: Slots::new(
-                self.settings
-                    .max_in_flight
-                    .unwrap_or(self.group.max_in_flight as usize),
-                self.settings.low_tier_min_share,
-            ),
-            tiers,
-            retry_topics: retry_topics.iter().cloned().collect(),
-            flood_guard: FloodGuard::new(
-                self.settings.flood_window,
-                self.settings.flood_min_events,
-                self.settings.flood_max_ratio,
-            ),
-            settings: self.settings,
-            ready: Ready::default(),
-            lagging_tier: None,
-            backpressured: HashSet::new(),
-            unstored: HashSet::new(),
-            held_by_tier: HashMap::new(),
+            scheduler: Scheduler::new(limits, flood_guard, operator_paused),
+            drain_timeout: self.settings.drain_timeout,
             stats_keys,
             identity,
             control,
-            operator_paused,
             clear_stop: Arc::new(AtomicBool::new(true)),
             next_stats_flush: Instant::now() + STATS_INTERVAL,
         };
@@ -789,7 +740,7 @@ impl ConsumerGroup {
         }
         engine.drain().await;
         if let (Some(txns), Some(committer)) = (shared.transactions.clone(), committer) {
-            let deadline = Instant::now() + engine.settings.drain_timeout;
+            let deadline = Instant::now() + engine.drain_timeout;
             let _ = tokio::task::spawn_blocking(move || {
                 if !txns.flush(deadline) {
                     tracing::warn!("shutdown: the final transaction did not commit");
@@ -1007,43 +958,18 @@ fn spawn_poll_thread(
         .expect("spawn the poll thread")
 }
 
+/// The async shell around the [`Scheduler`]: feeds it records, completions and ticks, and
+/// executes its commands against the client, the handler tasks and Redis.
 struct Engine {
     runtime: Arc<Runtime>,
     rx: mpsc::Receiver<Vec<Record>>,
-    in_flight: JoinSet<Completion>,
-    lanes: HashMap<Tp, KeyLanes<Record>>,
-    /// Retry records not yet due, per partition, in arrival (= due) order.
-    delayed: Delayed<Tp, Record>,
-    /// Events waiting for an open breaker, with their dependency.
-    parked: VecDeque<(String, Tp, Vec<u8>, Record)>,
-    /// The dependency whose half-open breaker's single trial is running.
-    trial: Option<String>,
-    /// Every partition is paused because a breaker opened.
-    paused_for_breaker: bool,
-    /// Records the engine holds: running, ready, queued in lanes, delayed or parked.
-    held: usize,
-    /// The group's bound on handler calls running at once, and who holds them.
-    slots: Slots,
-    tiers: HashMap<String, Tier>,
-    retry_topics: HashSet<String>,
-    settings: GroupSettings,
-    flood_guard: FloodGuard,
-    /// Events ready to run (their key's lane is free), waiting for a slot or their tier's turn.
-    ready: Ready<(Tp, Vec<u8>, Record)>,
-    /// The highest tier the client reported lag for, as of the last tick.
-    lagging_tier: Option<Tier>,
-    /// Lower-tier partitions paused while the engine is full and a higher tier lags.
-    backpressured: HashSet<Tp>,
-    /// Partitions with finished offsets whose commit position is not stored yet.
-    unstored: HashSet<Tp>,
-    /// Main-topic events received and not finished, per tier.
-    held_by_tier: HashMap<Tier, usize>,
+    in_flight: JoinSet<Completion<Record>>,
+    scheduler: Scheduler<Record>,
+    drain_timeout: Duration,
     stats_keys: StatsKeys,
     identity: Arc<Identity>,
     /// The operator's control as last read from Redis.
     control: Arc<Control>,
-    /// The operator pause is applied: partitions paused, no new event starts.
-    operator_paused: bool,
     /// A flood guard stop record may be left from an earlier run: deleted by the first flush
     /// that succeeds.
     clear_stop: Arc<AtomicBool>,
@@ -1063,11 +989,24 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn key_of(message: &Record) -> Vec<u8> {
-    match message.key() {
-        Some(key) if !key.is_empty() => key.to_vec(),
-        // Keyless records have no order to keep: each is its own lane.
-        _ => format!("\u{0}offset:{}", message.offset()).into_bytes(),
+fn clock() -> Clock {
+    Clock {
+        now: Instant::now(),
+        wall_ms: now_ms(),
+    }
+}
+
+impl Work for Record {
+    fn lane_key(&self) -> Vec<u8> {
+        match self.key() {
+            Some(key) if !key.is_empty() => key.to_vec(),
+            // Keyless records have no order to keep: each is its own lane.
+            _ => format!("\u{0}offset:{}", self.offset()).into_bytes(),
+        }
+    }
+
+    fn due_at_ms(&self) -> i64 {
+        self.retry_state().due_at_ms.unwrap_or(0)
     }
 }
 
@@ -1088,13 +1027,8 @@ impl Engine {
                     }
                 }
                 // Full: records stay in the client (bounded prefetch) until there is room.
-                batch = self.rx.recv(), if self.waiting() < self.settings.max_waiting => match batch {
-                    Some(batch) => {
-                        for message in batch {
-                            self.on_message(message);
-                        }
-                        self.release();
-                    }
+                batch = self.rx.recv(), if self.scheduler.has_room() => match batch {
+                    Some(batch) => self.on_batch(batch)?,
                     None => return Ok(()),
                 },
                 _ = tick.tick() => {
@@ -1103,18 +1037,36 @@ impl Engine {
                     {
                         return Err(ConsumerError::Transaction(failure));
                     }
-                    self.on_tick();
+                    self.on_tick()?;
                 }
             }
         }
     }
 
-    fn pause(&self, tps: &[Tp], reason: PauseReason) {
-        self.set_pause(tps, reason, true);
-    }
-
-    fn resume(&self, tps: &[Tp], reason: PauseReason) {
-        self.set_pause(tps, reason, false);
+    /// Executes the scheduler's commands, in order, until none is left.
+    fn execute(&mut self) -> Result<(), ConsumerError> {
+        while let Some(command) = self.scheduler.next_command() {
+            match command {
+                Command::Start { job, trial } => self.start(job, trial),
+                Command::Pause { tps, reason } => self.set_pause(&tps, reason, true),
+                Command::Resume { tps, reason } => self.set_pause(&tps, reason, false),
+                Command::StoreOffsets(tps) => self.store_positions(tps),
+                Command::Stop(Flood {
+                    dead,
+                    window,
+                    last_error,
+                }) => {
+                    let error = ConsumerError::DeadLetterFlood {
+                        dead,
+                        window,
+                        last_error,
+                    };
+                    tracing::error!(error = %error, "stopping the group");
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn set_pause(&self, tps: &[Tp], reason: PauseReason, on: bool) {
@@ -1127,82 +1079,28 @@ impl Engine {
         );
     }
 
-    fn assigned(&self) -> Vec<Tp> {
-        self.runtime.shared.assigned()
-    }
-
-    fn on_message(&mut self, message: Record) {
-        let tp: Tp = (message.topic_name().clone(), message.partition());
+    /// Records of partitions owned and not being revoked go to the scheduler; the others are
+    /// the next owner's to read.
+    fn on_batch(&mut self, batch: Vec<Record>) -> Result<(), ConsumerError> {
+        let mut accepted = Vec::with_capacity(batch.len());
         {
             let mut table = self.runtime.shared.table();
-            match table.partitions.get_mut(&tp) {
-                Some(entry) if !entry.revoking => entry.progress.received(message.offset()),
-                // Revoked or not (yet) ours: the next owner reads it.
-                _ => return,
+            for message in batch {
+                let tp: Tp = (message.topic_name().clone(), message.partition());
+                if let Some(entry) = table.partitions.get_mut(&tp).filter(|e| !e.revoking) {
+                    entry.progress.received(message.offset());
+                    accepted.push((tp, message));
+                }
             }
         }
-        self.held += 1;
-        if let Some(tier) = self.tiers.get(&*tp.0) {
-            *self.held_by_tier.entry(*tier).or_default() += 1;
-        }
-        if self.retry_topics.contains(&*tp.0) {
-            let state = message.retry_state();
-            let due = state.due_at_ms.unwrap_or(0);
-            match self.delayed.arrive(&tp, due, message, now_ms()) {
-                Arrival::Due(message) => self.admit(tp, message),
-                Arrival::Held => self.pause(std::slice::from_ref(&tp), PauseReason::Delay),
-            }
-            return;
-        }
-        self.admit(tp, message);
+        self.scheduler.on_records(accepted, clock());
+        self.execute()
     }
 
-    fn admit(&mut self, tp: Tp, message: Record) {
-        let key = key_of(&message);
-        if let Some(message) = self
-            .lanes
-            .entry(tp.clone())
-            .or_default()
-            .admit(key.clone(), message)
-        {
-            self.make_ready(tp, key, message);
-        }
-    }
-
-    fn make_ready(&mut self, tp: Tp, key: Vec<u8>, message: Record) {
-        let tier = self.tiers.get(&*tp.0).copied();
-        self.ready.push(tier, (tp, key, message));
-    }
-
-    /// The highest tier with events received and not finished, or a lag reported by the client.
-    fn top_backlog(&self) -> Option<Tier> {
-        let held = self
-            .held_by_tier
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(t, _)| *t)
-            .min();
-        match (held, self.lagging_tier) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Starts ready events while slots are free, in the order [`Ready::next`] gives.
-    fn release(&mut self) {
-        if self.operator_paused {
-            return;
-        }
-        let top = self.top_backlog();
-        while let Some((_, (tp, key, message))) = self.ready.next(&self.slots, top) {
-            self.start(tp, key, message, false);
-        }
-    }
-
-    fn start(&mut self, tp: Tp, key: Vec<u8>, message: Record, trial: bool) {
+    fn start(&mut self, job: Job<Record>, trial: bool) {
         let owned = {
             let mut table = self.runtime.shared.table();
-            match table.partitions.get_mut(&tp) {
+            match table.partitions.get_mut(&job.tp) {
                 Some(entry) if !entry.revoking => {
                     entry.in_flight += 1;
                     true
@@ -1212,185 +1110,57 @@ impl Engine {
         };
         if !owned {
             // Revoked while it waited: the next owner runs it.
-            if trial {
-                self.trial = None;
-            }
-            self.forget(&tp, 1);
+            self.scheduler.on_not_started(job, trial);
             return;
         }
-        self.slots.start(self.tiers.get(&*tp.0).copied());
         self.runtime.shared.metrics.in_flight.inc();
         let runtime = self.runtime.clone();
         self.in_flight.spawn(async move {
-            let mut outcome = process(&runtime, &tp, &message).await;
-            let records = match &mut outcome {
-                Outcome::Done { records, .. } => Some(std::mem::take(records)),
-                Outcome::Parked { .. } => None,
+            let outcome = process(&runtime, &job.tp, &job.work).await;
+            let (finish, records) = match outcome {
+                Outcome::Done {
+                    dead_lettered,
+                    error,
+                    records,
+                } => (
+                    Finish::Done {
+                        dead_lettered,
+                        error,
+                    },
+                    Some(records),
+                ),
+                Outcome::Parked { dependency } => (Finish::Parked { dependency }, None),
             };
-            let revoked = finish_offset(&runtime, &tp, message.offset(), records);
+            let revoked = finish_offset(&runtime, &job.tp, job.work.offset(), records);
             runtime.shared.metrics.in_flight.dec();
             Completion {
-                tp,
-                key,
-                message,
-                outcome,
+                job,
                 trial,
                 revoked,
+                finish,
             }
         });
     }
 
-    fn on_completion(&mut self, completion: Completion) -> Result<(), ConsumerError> {
-        let Completion {
-            tp,
-            key,
-            message,
-            outcome,
-            trial,
-            revoked,
-        } = completion;
-        let trial_of = if trial { self.trial.take() } else { None };
-        let tier = self.tiers.get(&*tp.0).copied();
-        self.slots.finish(tier);
-        match outcome {
-            Outcome::Parked { dependency } => {
-                tracing::warn!(dependency = %dependency, "breaker open: event parked, group paused");
-                self.parked.push_back((dependency, tp, key, message));
-                let all = self.assigned();
-                self.pause(&all, PauseReason::Breaker);
-                self.paused_for_breaker = true;
-                self.release();
-                return Ok(());
-            }
-            Outcome::Done {
-                dead_lettered,
-                error,
-                ..
-            } => {
-                if self.runtime.shared.transactions.is_none() {
-                    self.unstored.insert(tp.clone());
-                }
-                self.held = self.held.saturating_sub(1);
-                if let Some(n) = tier.and_then(|t| self.held_by_tier.get_mut(&t)) {
-                    *n = n.saturating_sub(1);
-                }
-                if let Some(dependency) = trial_of {
-                    // The trial ended without failing on its dependency (it succeeded, or failed
-                    // for a reason of its own and was retried or dead-lettered): nothing says
-                    // the dependency is still down, so the breaker closes and the parked events
-                    // run; if it is down, they open it again.
-                    self.runtime.shared.breakers().trial_passed(&dependency);
-                    self.release_parked();
-                } else if !self.parked.is_empty() && self.breakers_closed() {
-                    self.release_parked();
-                }
-                self.record_outcome(dead_lettered, error)?;
-            }
+    fn on_completion(&mut self, completion: Completion<Record>) -> Result<(), ConsumerError> {
+        if let Finish::Parked { dependency } = &completion.finish {
+            tracing::warn!(dependency = %dependency, "breaker open: event parked, group paused");
         }
-        if let Some(lanes) = self.lanes.get_mut(&tp) {
-            if revoked {
-                let dropped = lanes.clear().len();
-                self.lanes.remove(&tp);
-                self.forget(&tp, dropped);
-            } else if let Some(next) = lanes.finish(&key) {
-                self.make_ready(tp, key, next);
-            }
-        }
-        self.release();
-        Ok(())
-    }
-
-    /// Forgets `count` events of `tp` the engine held but will not run (partition revoked).
-    fn forget(&mut self, tp: &Tp, count: usize) {
-        self.held = self.held.saturating_sub(count);
-        if let Some(n) = self
-            .tiers
-            .get(&*tp.0)
-            .and_then(|t| self.held_by_tier.get_mut(t))
         {
-            *n = n.saturating_sub(count);
+            let mut breakers = self.runtime.shared.breakers();
+            self.scheduler
+                .on_completion(completion, clock(), &mut breakers);
         }
-    }
-
-    fn breakers_closed(&self) -> bool {
-        self.runtime.shared.breakers().all_closed(Instant::now())
-    }
-
-    /// A trial succeeded (or every breaker closed): resume and run what was parked.
-    fn release_parked(&mut self) {
-        if !self.breakers_closed() {
-            return;
-        }
-        let all = self.assigned();
-        self.resume(&all, PauseReason::Breaker);
-        self.paused_for_breaker = false;
-        while let Some((_, tp, key, message)) = self.parked.pop_front() {
-            self.make_ready(tp, key, message);
-        }
-        self.release();
-    }
-
-    fn record_outcome(
-        &mut self,
-        dead_lettered: bool,
-        error: Option<String>,
-    ) -> Result<(), ConsumerError> {
-        let Some(Flood {
-            dead,
-            window,
-            last_error,
-        }) = self.flood_guard.record(dead_lettered, error)
-        else {
-            return Ok(());
-        };
-        let error = ConsumerError::DeadLetterFlood {
-            dead,
-            window,
-            last_error,
-        };
-        tracing::error!(error = %error, "stopping the group");
-        Err(error)
-    }
-
-    /// Events received and not started: ready, or queued behind an event of their key.
-    fn waiting(&self) -> usize {
-        self.ready.len() + self.lanes.values().map(KeyLanes::queued).sum::<usize>()
-    }
-
-    /// While the engine is full, records of a lagging higher tier may sit behind lower-tier ones
-    /// in the client: the lower tiers' partitions pause until the engine has room again or the
-    /// higher tier caught up, so the higher tier's records come through.
-    fn update_tier_backpressure(&mut self) {
-        let lagging = self.runtime.shared.table().lagging_tier;
-        let hold: HashSet<Tp> = match lagging {
-            Some(top) if self.waiting() >= self.settings.max_waiting => self
-                .assigned()
-                .into_iter()
-                .filter(|tp| self.tiers.get(&*tp.0).is_some_and(|t| *t > top))
-                .collect(),
-            _ => HashSet::new(),
-        };
-        let resume: Vec<Tp> = self.backpressured.difference(&hold).cloned().collect();
-        let pause: Vec<Tp> = hold.difference(&self.backpressured).cloned().collect();
-        if !pause.is_empty() {
-            self.pause(&pause, PauseReason::Backpressure);
-        }
-        if !resume.is_empty() {
-            self.resume(&resume, PauseReason::Backpressure);
-        }
-        self.backpressured = hold;
+        self.execute()
     }
 
     /// Stores the commit positions of partitions with newly finished offsets, all in one call
     /// into the client (which commits stored positions every second), instead of one per event.
-    fn store_positions(&mut self) {
-        if self.unstored.is_empty() {
-            return;
-        }
+    fn store_positions(&self, tps: Vec<Tp>) {
         let mut list = TopicPartitionList::new();
         {
             let table = self.runtime.shared.table();
-            for tp in self.unstored.drain() {
+            for tp in tps {
                 let position = table
                     .partitions
                     .get(&tp)
@@ -1408,70 +1178,33 @@ impl Engine {
         }
     }
 
-    fn on_tick(&mut self) {
-        self.lagging_tier = self.runtime.shared.table().lagging_tier;
-        self.store_positions();
-        self.update_tier_backpressure();
-        // Retry records that came due.
-        let released = self.delayed.release(now_ms());
-        for (tp, message) in released.due {
-            self.admit(tp, message);
-        }
-        if !released.emptied.is_empty() {
-            self.resume(&released.emptied, PauseReason::Delay);
-        }
-        // Revoked partitions: drop what the engine still holds for them.
-        let revoked: Vec<Tp> = {
+    fn on_tick(&mut self) -> Result<(), ConsumerError> {
+        let (assigned, lagging_tier) = {
             let table = self.runtime.shared.table();
-            self.delayed
-                .partitions()
-                .chain(self.lanes.keys())
-                .filter(|tp| table.partitions.get(*tp).is_none_or(|e| e.revoking))
-                .cloned()
-                .collect()
+            let assigned: Vec<Tp> = table
+                .partitions
+                .iter()
+                .filter(|(_, e)| !e.revoking)
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            (assigned, table.lagging_tier)
         };
-        for tp in revoked {
-            let before = self.parked.len();
-            self.parked.retain(|(_, t, _, _)| *t != tp);
-            let mut dropped = before - self.parked.len();
-            dropped += self.ready.retain(|(t, _, _)| *t != tp);
-            self.backpressured.remove(&tp);
-            self.unstored.remove(&tp);
-            dropped += self.delayed.remove(&tp);
-            dropped += self
-                .lanes
-                .remove(&tp)
-                .map_or(0, |mut lanes| lanes.clear().len());
-            self.forget(&tp, dropped);
-        }
-        // Nothing parked and no trial (the parked events' partitions were revoked): the pause
-        // has nothing left to wait for. Resume; a dependency still down opens it again.
-        if self.paused_for_breaker && self.parked.is_empty() && self.trial.is_none() {
-            let all = self.assigned();
-            self.resume(&all, PauseReason::Breaker);
-            self.paused_for_breaker = false;
-        }
-        self.apply_operator_control();
-        // A half-open breaker gets one trial.
-        if !self.parked.is_empty() && self.trial.is_none() && !self.operator_paused {
-            let now = Instant::now();
-            let half_open = {
-                let breakers = self.runtime.shared.breakers();
-                self.parked.front().is_some_and(|(dependency, ..)| {
-                    matches!(
-                        breakers.state(dependency, now),
-                        Some(BreakerState::HalfOpen { .. })
-                    )
-                })
+        let was_paused = self.scheduler.operator_paused();
+        let operator_paused = self.control.paused();
+        {
+            let breakers = self.runtime.shared.breakers();
+            let tick = Tick {
+                clock: clock(),
+                assigned: &assigned,
+                lagging_tier,
+                operator_paused,
             };
-            if half_open {
-                if let Some((dependency, tp, key, message)) = self.parked.pop_front() {
-                    self.trial = Some(dependency);
-                    self.start(tp, key, message, true);
-                }
-            }
+            self.scheduler.on_tick(tick, &breakers);
         }
-        self.release();
+        if operator_paused != was_paused {
+            self.operator_pause_changed(operator_paused);
+        }
+        self.execute()?;
         self.update_breaker_gauge();
         // A fixed rate: the control is read once a second, however the ticks fall.
         let now = Instant::now();
@@ -1479,29 +1212,22 @@ impl Engine {
             self.next_stats_flush = (self.next_stats_flush + STATS_INTERVAL).max(now);
             self.flush_stats();
         }
+        Ok(())
     }
 
-    /// Follows the operator's control as last read: pauses every assigned partition (and stops
-    /// starting events) or resumes. Applied on every tick, so partitions assigned meanwhile
-    /// follow it; what is running finishes and is committed as usual.
-    fn apply_operator_control(&mut self) {
-        let wanted = self.control.paused();
-        if wanted != self.operator_paused {
-            self.operator_paused = wanted;
-            self.runtime
-                .shared
-                .operator_paused
-                .store(wanted, Ordering::Release);
-            let state = self.control.last();
-            let group = &*self.runtime.group_name;
-            if wanted {
-                tracing::info!(group, by = %state.by, reason = %state.reason, "operator pause applied");
-            } else {
-                tracing::info!(group, by = %state.by, reason = %state.reason, "operator pause lifted");
-            }
+    /// The operator's pause was applied or lifted: partitions assigned from now on follow it.
+    fn operator_pause_changed(&self, paused: bool) {
+        self.runtime
+            .shared
+            .operator_paused
+            .store(paused, Ordering::Release);
+        let state = self.control.last();
+        let group = &*self.runtime.group_name;
+        if paused {
+            tracing::info!(group, by = %state.by, reason = %state.reason, "operator pause applied");
+        } else {
+            tracing::info!(group, by = %state.by, reason = %state.reason, "operator pause lifted");
         }
-        let all = self.assigned();
-        self.set_pause(&all, PauseReason::Operator, wanted);
     }
 
     /// Writes the flood guard's stop record and counts the stop, before the group returns.
@@ -1559,9 +1285,9 @@ impl Engine {
     /// This instance's heartbeat figures.
     fn snapshot(&self) -> Snapshot {
         let mut snapshot = Snapshot {
-            active: self.slots.running(),
-            delayed: self.delayed.len() + self.parked.len(),
-            operator_paused: self.operator_paused,
+            active: self.scheduler.running(),
+            delayed: self.scheduler.delayed(),
+            operator_paused: self.scheduler.operator_paused(),
             updated_at_ms: now_ms(),
             breakers: self.breaker_states(),
             ..Snapshot::default()
@@ -1622,10 +1348,10 @@ impl Engine {
     /// Stops fetching and waits (bounded) for in-flight events; what is held but not started is
     /// left uncommitted, so the next owner reads it again.
     async fn drain(&mut self) {
-        let all = self.assigned();
+        let all = self.runtime.shared.assigned();
         self.flush_stats();
-        self.pause(&all, PauseReason::Shutdown);
-        let deadline = tokio::time::Instant::now() + self.settings.drain_timeout;
+        self.set_pause(&all, PauseReason::Shutdown, true);
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
         while !self.in_flight.is_empty() {
             match tokio::time::timeout_at(deadline, self.in_flight.join_next()).await {
                 Ok(Some(_)) => {}
@@ -1641,8 +1367,7 @@ impl Engine {
             }
         }
         if self.runtime.shared.transactions.is_none() {
-            self.unstored.extend(all);
-            self.store_positions();
+            self.store_positions(all);
         }
     }
 }

@@ -5,6 +5,8 @@
 //!   tiers, drain.
 //! - [`exactly_once`]: database effects recorded with `processed_events` in one transaction.
 //! - [`progress`]: per-partition commit positions and per-key lanes.
+//! - `scheduler`: the engine's decisions without I/O: what starts, what pauses, what is
+//!   stored, when the group stops; time passed in.
 //! - `ready`: events ready to run and which runs next (retry topics, tiers, minimum shares).
 //! - `record`: consumed records as the engine keeps them (one copy, headers indexed once).
 //! - [`retry`]: the retry ladder, dead letters and their headers.
@@ -34,6 +36,7 @@ pub mod progress;
 pub(crate) mod ready;
 pub(crate) mod record;
 pub mod retry;
+pub(crate) mod scheduler;
 pub mod stats;
 pub mod telemetry;
 pub(crate) mod trace_steps;
