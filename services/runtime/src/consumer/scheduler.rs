@@ -381,10 +381,10 @@ impl<W: Work> Scheduler<W> {
         }
         let Job { tp, key, .. } = job;
         if revoked {
-            if let Some(mut lanes) = self.lanes.remove(&tp) {
-                let dropped = lanes.clear().len();
-                self.forget(&tp, dropped);
-            }
+            // Everything held for the partition is the next owner's, even if it comes back to
+            // this process before a tick saw it leave: its old lanes and ready events must not
+            // run beside the new assignment's.
+            self.on_revoked(std::slice::from_ref(&tp));
         } else if let Some(next) = self.lanes.get_mut(&tp).and_then(|l| l.finish(&key)) {
             self.make_ready(Job {
                 tp,
