@@ -1,8 +1,13 @@
 //! The consumer runtime: every consumer-group binary runs on it.
 //!
 //! - [`handler`]: what group code sees (`Event`, `Context`, `HandlerError`, `Handler`).
-//! - [`engine`]: the at-least-once engine (`ConsumerGroup`): lanes, offsets, retries, breakers,
-//!   tiers, drain.
+//! - [`group`]: building and starting a group (`ConsumerGroup`): handlers, clients, identity.
+//! - [`settings`]: a group process's tuning (`GroupSettings`).
+//! - [`engine`]: the at-least-once engine's async shell: executes the scheduler's commands,
+//!   flushes figures, drains.
+//! - `poll`: the poll thread. `rebalance`: the consumer's context and rebalance callbacks.
+//! - `partitions`: the partition table shared by the poll thread, the engine and event tasks.
+//! - `task`: one event on its own task: decode, handle under the timeout, effects, failures.
 //! - [`exactly_once`]: database effects recorded with `processed_events` in one transaction.
 //! - [`progress`]: per-partition commit positions and per-key lanes.
 //! - `scheduler`: the engine's decisions without I/O: what starts, what pauses, what is
@@ -30,18 +35,25 @@ pub mod durations;
 pub mod engine;
 pub mod exactly_once;
 pub mod flood_guard;
+pub mod group;
 pub mod handler;
 pub mod lag;
+pub(crate) mod partitions;
+pub(crate) mod poll;
 pub mod progress;
 pub(crate) mod ready;
+pub(crate) mod rebalance;
 pub(crate) mod record;
 pub mod retry;
 pub(crate) mod scheduler;
+pub mod settings;
 pub mod stats;
+pub(crate) mod task;
 pub mod telemetry;
 pub(crate) mod trace_steps;
 pub mod transactions;
 
-pub use engine::{ConsumerError, ConsumerGroup, GroupSettings};
 pub use exactly_once::{exactly_once, Applied};
+pub use group::{ConsumerError, ConsumerGroup};
 pub use handler::{Context, Event, Handler, HandlerError};
+pub use settings::GroupSettings;
