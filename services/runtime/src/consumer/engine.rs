@@ -31,14 +31,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::breaker::BreakerState;
+use crate::consumer::clock::{now_ms, Clock};
+use crate::consumer::error::ConsumerError;
 use crate::consumer::flood_guard::Flood;
-use crate::consumer::group::{ConsumerError, CONTROL_READ_TIMEOUT};
 use crate::consumer::partitions::set_pause;
 use crate::consumer::progress::Tp;
 use crate::consumer::record::Record;
 use crate::consumer::scheduler::{
-    Clock, Command, Completion, Finish, Job, PauseReason, Scheduler, Tick, Work,
+    Command, Completion, Finish, Job, PauseReason, Scheduler, Tick, Work,
 };
+use crate::consumer::stats::CONTROL_READ_TIMEOUT;
 use crate::consumer::stats::{self, Control, Identity, Snapshot, StatsKeys};
 use crate::consumer::task::{finish_offset, process, Outcome, Runtime};
 
@@ -61,24 +63,7 @@ pub(super) struct Engine {
 }
 
 /// How often the operators' figures are flushed (and the operator's control read).
-pub(super) const STATS_INTERVAL: Duration = Duration::from_secs(1);
-
-pub(super) fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
-pub(super) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-pub(super) fn clock() -> Clock {
-    Clock {
-        now: Instant::now(),
-        wall_ms: now_ms(),
-    }
-}
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Work for Record {
     fn lane_key(&self) -> Vec<u8> {
@@ -95,6 +80,28 @@ impl Work for Record {
 }
 
 impl Engine {
+    pub(super) fn new(
+        runtime: Arc<Runtime>,
+        rx: mpsc::Receiver<Vec<Record>>,
+        scheduler: Scheduler<Record>,
+        drain_timeout: Duration,
+        stats: (StatsKeys, Arc<Identity>, Arc<Control>),
+    ) -> Engine {
+        let (stats_keys, identity, control) = stats;
+        Engine {
+            runtime,
+            rx,
+            in_flight: JoinSet::new(),
+            scheduler,
+            drain_timeout,
+            stats_keys,
+            identity,
+            control,
+            clear_stop: Arc::new(AtomicBool::new(true)),
+            next_stats_flush: Instant::now() + STATS_INTERVAL,
+        }
+    }
+
     pub(super) async fn run(&mut self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
         // One timer for the whole run: due retries, breaker trials and stats must not wait for
         // a pause in the traffic.
@@ -177,7 +184,7 @@ impl Engine {
                 }
             }
         }
-        self.scheduler.on_records(accepted, clock());
+        self.scheduler.on_records(accepted, Clock::read());
         self.execute()
     }
 
@@ -236,7 +243,7 @@ impl Engine {
         {
             let mut breakers = self.runtime.shared.breakers();
             self.scheduler
-                .on_completion(completion, clock(), &mut breakers);
+                .on_completion(completion, Clock::read(), &mut breakers);
         }
         self.execute()
     }
@@ -281,7 +288,7 @@ impl Engine {
         {
             let breakers = self.runtime.shared.breakers();
             let tick = Tick {
-                clock: clock(),
+                clock: Clock::read(),
                 assigned: &assigned,
                 lagging_tier,
                 operator_paused,

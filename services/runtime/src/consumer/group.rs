@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{CommitMode, Consumer};
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
 use crate::consumer::breaker::CircuitBreaker;
+use crate::consumer::clock::now_ms;
 use crate::consumer::dependencies::Dependencies;
-use crate::consumer::engine::{hostname, now_ms, Engine, STATS_INTERVAL};
+use crate::consumer::engine::Engine;
+use crate::consumer::error::ConsumerError;
 use crate::consumer::flood_guard::FloodGuard;
 use crate::consumer::handler::Handler;
 use crate::consumer::partitions::Shared;
@@ -24,6 +25,7 @@ use crate::consumer::poll::{spawn_poll_thread, POLL_BATCH};
 use crate::consumer::rebalance::create_consumer;
 use crate::consumer::scheduler::{Limits, Scheduler};
 use crate::consumer::settings::GroupSettings;
+use crate::consumer::stats::CONTROL_READ_TIMEOUT;
 use crate::consumer::stats::{self, Control, Identity, StatsKeys};
 use crate::consumer::task::{Registered, Runtime};
 use crate::consumer::telemetry::GroupMetrics;
@@ -289,18 +291,14 @@ impl ConsumerGroup {
             self.settings.flood_min_events,
             self.settings.flood_max_ratio,
         );
-        let mut engine = Engine {
+        let scheduler = Scheduler::new(limits, flood_guard, operator_paused);
+        let mut engine = Engine::new(
             runtime,
             rx,
-            in_flight: JoinSet::new(),
-            scheduler: Scheduler::new(limits, flood_guard, operator_paused),
-            drain_timeout: self.settings.drain_timeout,
-            stats_keys,
-            identity,
-            control,
-            clear_stop: Arc::new(AtomicBool::new(true)),
-            next_stats_flush: Instant::now() + STATS_INTERVAL,
-        };
+            scheduler,
+            self.settings.drain_timeout,
+            (stats_keys, identity, control),
+        );
         tracing::info!(
             group = %group_id,
             topics = ?topics,
@@ -345,6 +343,12 @@ impl ConsumerGroup {
     }
 }
 
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
 /// Who this instance is: its static instance id (else `<host>-<pid>`) and the consumer's
 /// client id, distinct per instance so the group's member list matches heartbeats.
 pub(super) fn identity(kafka: &KafkaConfig, group_id: &str, settings: &GroupSettings) -> Identity {
@@ -369,9 +373,6 @@ pub(super) fn identity(kafka: &KafkaConfig, group_id: &str, settings: &GroupSett
         started_at_ms: now_ms(),
     }
 }
-
-/// How long the first read of the operator's control may take before the group starts anyway.
-pub(super) const CONTROL_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Reads the operator's control once before consuming, so an instance started under a pause
 /// processes nothing. Unreachable Redis: the group runs (and keeps asking on every flush).
@@ -405,24 +406,4 @@ pub(super) async fn initial_control(
             false
         }
     }
-}
-
-/// Why a group stopped other than by shutdown.
-#[derive(Debug, thiserror::Error)]
-pub enum ConsumerError {
-    #[error("configuration: {0}")]
-    Config(String),
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("transaction: {0}")]
-    Transaction(String),
-    #[error(
-        "dead-letter flood guard tripped: {dead} of the last {window} events were dead-lettered \
-         (last error: {last_error}); the group stopped instead of dead-lettering the whole topic"
-    )]
-    DeadLetterFlood {
-        dead: usize,
-        window: usize,
-        last_error: String,
-    },
 }

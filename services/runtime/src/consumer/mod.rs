@@ -2,7 +2,8 @@
 //!
 //! - [`handler`]: what group code sees (`Event`, `Context`, `HandlerError`, `Handler`).
 //! - [`group`]: building and starting a group (`ConsumerGroup`): handlers, clients, identity.
-//! - [`settings`]: a group process's tuning (`GroupSettings`).
+//! - [`settings`]: a group process's tuning (`GroupSettings`). [`error`]: why a group stopped.
+//! - `clock`: time as the engine reads it (the scheduler is handed it).
 //! - [`engine`]: the at-least-once engine's async shell: executes the scheduler's commands,
 //!   flushes figures, drains.
 //! - `poll`: the poll thread. `rebalance`: the consumer's context and rebalance callbacks.
@@ -28,11 +29,13 @@
 //! - `trace_steps`: what the engine reports to the trace index.
 
 pub mod breaker;
+pub(crate) mod clock;
 pub mod dead_letters;
 pub(crate) mod delayed;
 pub mod dependencies;
 pub mod durations;
 pub mod engine;
+pub mod error;
 pub mod exactly_once;
 pub mod flood_guard;
 pub mod group;
@@ -53,7 +56,8 @@ pub mod telemetry;
 pub(crate) mod trace_steps;
 pub mod transactions;
 
+pub use error::ConsumerError;
 pub use exactly_once::{exactly_once, Applied};
-pub use group::{ConsumerError, ConsumerGroup};
+pub use group::ConsumerGroup;
 pub use handler::{Context, Event, Handler, HandlerError};
 pub use settings::GroupSettings;

@@ -8,12 +8,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::TopicPartitionList;
 
 use crate::consumer::dependencies::Dependencies;
 use crate::consumer::progress::{PartitionProgress, Tp};
-use crate::consumer::rebalance::GroupConsumer;
 use crate::consumer::scheduler::PauseReason;
 use crate::consumer::telemetry::GroupMetrics;
 use crate::consumer::transactions::{Positions, Transactions};
@@ -91,9 +90,9 @@ impl Shared {
 
 /// Adds or removes one reason to pause each partition; the client pauses a partition with any
 /// reason and resumes it when none is left. Used by the engine and the poll thread.
-pub(super) fn set_pause(
+pub(super) fn set_pause<C: ConsumerContext>(
     shared: &Shared,
-    consumer: &GroupConsumer,
+    consumer: &BaseConsumer<C>,
     tps: &[Tp],
     reason: PauseReason,
     on: bool,

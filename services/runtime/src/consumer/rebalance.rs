@@ -9,7 +9,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::consumer::group::ConsumerError;
+use crate::consumer::error::ConsumerError;
 use crate::consumer::partitions::{set_pause, Shared};
 use crate::consumer::progress::Tp;
 use crate::consumer::scheduler::PauseReason;

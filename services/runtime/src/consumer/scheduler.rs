@@ -10,13 +10,13 @@
 //! in ([`Clock`]), so every policy is tested with injected time and no broker.
 
 use std::collections::VecDeque;
-use std::time::Instant;
 
 // Per-event lookups (partitions, keys, topics) use a fast hasher: the keys come from the
 // group's own topics and records.
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::consumer::breaker::BreakerState;
+use crate::consumer::clock::Clock;
 use crate::consumer::delayed::{Arrival, Delayed};
 use crate::consumer::dependencies::Dependencies;
 use crate::consumer::flood_guard::{Flood, FloodGuard};
@@ -31,14 +31,6 @@ pub(crate) trait Work {
     /// When a retry record is due, in epoch milliseconds (0: at once). Read only for records
     /// of retry topics.
     fn due_at_ms(&self) -> i64;
-}
-
-/// Now, as the two clocks the policies use: breakers count in monotonic time, retry records
-/// carry wall-clock due times.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock {
-    pub(crate) now: Instant,
-    pub(crate) wall_ms: i64,
 }
 
 /// Why a partition is paused; it resumes when no reason is left.

@@ -32,6 +32,10 @@ use redis::aio::ConnectionManager;
 
 use super::durations::DurationHistogram;
 
+/// How long a write or read of the operator's control may take before the group goes on
+/// without it (the first read, the flood guard's stop record).
+pub(crate) const CONTROL_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How long a heartbeat outlives its last flush.
 const HEARTBEAT_TTL_SECS: u64 = 15;
 

@@ -13,7 +13,7 @@ use redis::aio::ConnectionManager;
 
 use crate::catalog::Catalog;
 use crate::consumer::breaker::BreakerState;
-use crate::consumer::engine::now_ms;
+use crate::consumer::clock::now_ms;
 use crate::consumer::handler::{Context, Event, Handler, HandlerError};
 use crate::consumer::partitions::Shared;
 use crate::consumer::progress::Tp;
