@@ -188,6 +188,27 @@ def main(raw, md_out, json_out):
         entry["skipped_overload"] = sum(r["skipped_overload"] for r in rows)
         by_rate[rate] = entry
 
+    # ---- baseline: another commit's consumer-bench, alternating with this one ----
+    baseline = None
+    if meta.get("baseline"):
+        base_alo = {n: load_json(p) for n, p in run_files(raw, "group-base-alo-r*.json").items()}
+        base_latency = load_json(os.path.join(raw, "latency-base.json")) or {"results": []}
+        base_by_rate = {}
+        for rate in rates:
+            rows = [r for r in base_latency.get("results", []) if r.get("rate") == rate]
+            base_by_rate[rate] = {
+                f"send_to_handler_{p}_ms": median([r["ms"]["send_to_handler"][p] for r in rows])
+                for p in ("p50", "p99")
+            }
+        baseline = {
+            "commit": meta["baseline"],
+            "alo_records_per_s": med(base_alo, "records_per_s"),
+            "alo_cpu_seconds": med(base_alo, "cpu_seconds"),
+            "runs": {n: (r or {}).get("records_per_s") for n, r in base_alo.items()},
+            "by_rate_medians": base_by_rate,
+        }
+        baseline["ratio_at_least_once"] = ratio(tp["alo_records_per_s"], baseline["alo_records_per_s"])
+
     # ---- retry ----
     retry = {}
     for pair in meta["retry"].split():
@@ -251,6 +272,7 @@ def main(raw, md_out, json_out):
         "latency": {"by_rate_medians": by_rate, "end_to_end_latency_medians": e2e_med,
                     "end_to_end_latency_runs": e2e, "raw": latency},
         "retry": retry,
+        "baseline": baseline,
     }
     with open(json_out, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=2)
@@ -393,6 +415,30 @@ def main(raw, md_out, json_out):
                          f"{fmt(row['ms']['send_to_handler']['p99'], 2)}" if row else "–")
         w(f"| {n} | " + " | ".join(cells) + " |")
     w("")
+
+    if baseline:
+        b = baseline
+        w(f"## Beside commit {b['commit']}\n")
+        w(f"The consumer-bench of commit {b['commit']} ran in the same invocation, on the same "
+          "broker, records and namespace: each throughput run of this commit is followed (odd runs) "
+          "or preceded (even runs) by one of the baseline, and its latency runs follow this "
+          "commit's at the same rates.\n")
+        w(f"| | this commit ({meta['commit']}) | {b['commit']} | ratio |")
+        w("|---|---:|---:|---:|")
+        w(f"| at-least-once records/s (median) | {fmt(tp['alo_records_per_s'])} | "
+          f"{fmt(b['alo_records_per_s'])} | **{fmt(b['ratio_at_least_once'], 2)}×** |")
+        w(f"| CPU of the process (median) | {fmt(tp['alo_cpu_seconds'], 2)} s | "
+          f"{fmt(b['alo_cpu_seconds'], 2)} s | |")
+        for rate in rates:
+            mine, theirs = by_rate[rate], b["by_rate_medians"][rate]
+            w(f"| send → handler p50 / p99 at {rate}/s (ms) | "
+              f"{fmt(mine['send_to_handler_p50_ms'], 2)} / {fmt(mine['send_to_handler_p99_ms'], 2)} | "
+              f"{fmt(theirs['send_to_handler_p50_ms'], 2)} / "
+              f"{fmt(theirs['send_to_handler_p99_ms'], 2)} | |")
+        w("")
+        w("Per run, at-least-once records/s: " + "; ".join(
+            f"run {row['run']}: {fmt((row['group_at_least_once'] or {}).get('records_per_s'))} "
+            f"against {fmt(b['runs'].get(row['run']))}" for row in throughput_runs) + ".\n")
 
     w("## 3. Retry delay accuracy\n")
     w("| Group | type | first delay | events | second attempts | early | lateness min | p50 | p90 | "
