@@ -170,6 +170,16 @@ impl Catalog {
         self.namespace.as_deref()
     }
 
+    /// The same catalog with each consumer group changed by `change`: a fixture's millisecond
+    /// retry ladder, say. Topic names follow (a rung of 50 ms is `<group>.retry.50ms`).
+    pub fn with_groups(mut self, change: impl FnMut(&mut Group)) -> Catalog {
+        Arc::make_mut(&mut self.topology)
+            .groups
+            .values_mut()
+            .for_each(change);
+        self
+    }
+
     pub fn topology(&self) -> &Topology {
         &self.topology
     }
