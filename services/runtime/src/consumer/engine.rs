@@ -40,26 +40,25 @@ use crate::consumer::record::Record;
 use crate::consumer::scheduler::{
     Command, Completion, Finish, Job, PauseReason, Scheduler, Tick, Work,
 };
-use crate::consumer::stats::CONTROL_READ_TIMEOUT;
-use crate::consumer::stats::{self, Control, Identity, Snapshot, StatsKeys};
+use crate::consumer::stats::{self, Control, Identity, Snapshot, StatsKeys, CONTROL_READ_TIMEOUT};
 use crate::consumer::task::{finish_offset, process, Outcome, Runtime};
 
 /// The async shell around the [`Scheduler`]: feeds it records, completions and ticks, and
 /// executes its commands against the client, the handler tasks and Redis.
 pub(super) struct Engine {
-    pub(super) runtime: Arc<Runtime>,
+    runtime: Arc<Runtime>,
     pub(super) rx: mpsc::Receiver<Vec<Record>>,
-    pub(super) in_flight: JoinSet<Completion<Record>>,
-    pub(super) scheduler: Scheduler<Record>,
+    in_flight: JoinSet<Completion<Record>>,
+    scheduler: Scheduler<Record>,
     pub(super) drain_timeout: Duration,
-    pub(super) stats_keys: StatsKeys,
-    pub(super) identity: Arc<Identity>,
+    stats_keys: StatsKeys,
+    identity: Arc<Identity>,
     /// The operator's control as last read from Redis.
-    pub(super) control: Arc<Control>,
+    control: Arc<Control>,
     /// A flood guard stop record may be left from an earlier run: deleted by the first flush
     /// that succeeds.
-    pub(super) clear_stop: Arc<AtomicBool>,
-    pub(super) next_stats_flush: Instant,
+    clear_stop: Arc<AtomicBool>,
+    next_stats_flush: Instant,
 }
 
 /// How often the operators' figures are flushed (and the operator's control read).
@@ -85,9 +84,10 @@ impl Engine {
         rx: mpsc::Receiver<Vec<Record>>,
         scheduler: Scheduler<Record>,
         drain_timeout: Duration,
-        stats: (StatsKeys, Arc<Identity>, Arc<Control>),
+        stats_keys: StatsKeys,
+        identity: Arc<Identity>,
+        control: Arc<Control>,
     ) -> Engine {
-        let (stats_keys, identity, control) = stats;
         Engine {
             runtime,
             rx,

@@ -25,8 +25,7 @@ use crate::consumer::poll::{spawn_poll_thread, POLL_BATCH};
 use crate::consumer::rebalance::create_consumer;
 use crate::consumer::scheduler::{Limits, Scheduler};
 use crate::consumer::settings::GroupSettings;
-use crate::consumer::stats::CONTROL_READ_TIMEOUT;
-use crate::consumer::stats::{self, Control, Identity, StatsKeys};
+use crate::consumer::stats::{self, Control, Identity, StatsKeys, CONTROL_READ_TIMEOUT};
 use crate::consumer::task::{Registered, Runtime};
 use crate::consumer::telemetry::GroupMetrics;
 use crate::consumer::transactions::{self, Transactions};
@@ -292,19 +291,21 @@ impl ConsumerGroup {
             self.settings.flood_max_ratio,
         );
         let scheduler = Scheduler::new(limits, flood_guard, operator_paused);
+        tracing::info!(
+            group = %group_id,
+            topics = ?topics,
+            instance = %identity.instance,
+            client_id = %identity.client_id,
+            "consumer group started"
+        );
         let mut engine = Engine::new(
             runtime,
             rx,
             scheduler,
             self.settings.drain_timeout,
-            (stats_keys, identity, control),
-        );
-        tracing::info!(
-            group = %group_id,
-            topics = ?topics,
-            instance = %engine.identity.instance,
-            client_id = %engine.identity.client_id,
-            "consumer group started"
+            stats_keys,
+            identity,
+            control,
         );
         let result = engine.run(shutdown).await;
         if let Err(error @ ConsumerError::DeadLetterFlood { .. }) = &result {
