@@ -170,6 +170,22 @@ impl Catalog {
         self.namespace.as_deref()
     }
 
+    /// The same catalog with the groups declared in `path` added (a document holding only
+    /// `groups:`; see [`Topology::with_groups_from_yaml`]): a test's groups of its own over the
+    /// real events and schemas.
+    pub fn with_groups_from(mut self, path: &Path) -> Result<Catalog, TopologyError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        let topology = (*self.topology)
+            .clone()
+            .with_groups_from_yaml(&shown, &text)?;
+        self.topology = Arc::new(topology);
+        Ok(self)
+    }
+
     /// The same catalog with each consumer group changed by `change`: a fixture's millisecond
     /// retry ladder, say. Topic names follow (a rung of 50 ms is `<group>.retry.50ms`).
     pub fn with_groups(mut self, change: impl FnMut(&mut Group)) -> Catalog {

@@ -233,6 +233,14 @@ struct RawGroup {
     time_lag_objective: Option<String>,
 }
 
+/// A document holding only `groups:`, in the form `topics.yaml` gives them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroups {
+    #[serde(deserialize_with = "entries")]
+    groups: Vec<(String, RawGroup)>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRealtime {
@@ -573,6 +581,34 @@ impl Topology {
             },
             problems,
         ))
+    }
+
+    /// The same topology with the groups of `text` added: a document holding only `groups:`, in
+    /// the form `topics.yaml` gives them, checked against this topology's events. A name the
+    /// topology already declares is refused. This is how a test declares groups of its own
+    /// (millisecond retry ladders, any subscription) over the real events.
+    pub fn with_groups_from_yaml(
+        mut self,
+        path: &str,
+        text: &str,
+    ) -> Result<Topology, TopologyError> {
+        let raw: RawGroups = serde_yaml::from_str(text).map_err(|e| TopologyError::Syntax {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        let mut problems = Problems::default();
+        let groups = validate_groups(&raw.groups, &self.events, &self.defaults, &mut problems);
+        for name in groups.keys().filter(|n| self.groups.contains_key(*n)) {
+            problems.add(
+                format!("groups.{name}"),
+                "the topology already declares this group",
+            );
+        }
+        if !problems.0.is_empty() {
+            return Err(TopologyError::Invalid(problems.0));
+        }
+        self.groups.extend(groups);
+        Ok(self)
     }
 
     /// Partition count of a main topic: its domain's.
@@ -1099,6 +1135,41 @@ realtime:
             err.contains("5 attempts need 4 retry delay(s), found 2"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn groups_from_another_document_join_the_topology_checked_like_its_own() {
+        let topology = Topology::from_yaml("t.yaml", VALID).expect("valid");
+        let extra =
+            "groups:\n  fast:\n    subscribe: [payment.initiated]\n    max_attempts: 3\n    \
+                     retry_delays: [50ms, 100ms]\n";
+        let joined = topology
+            .clone()
+            .with_groups_from_yaml("extra.yaml", extra)
+            .expect("valid groups");
+        let fast = &joined.groups["fast"];
+        assert_eq!(
+            fast.retry_delays,
+            [Duration::from_millis(50), Duration::from_millis(100)]
+        );
+        assert_eq!(fast.timeout, Duration::from_secs(30), "defaults apply");
+        assert!(joined.groups.contains_key("payments"));
+
+        let clash =
+            "groups:\n  payments:\n    subscribe: [payment.initiated]\n    max_attempts: 1\n";
+        let err = topology
+            .clone()
+            .with_groups_from_yaml("extra.yaml", clash)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already declares this group"), "{err}");
+        let unknown = "groups:\n  fast:\n    subscribe: [typing.indicator, nope.never]\n    max_attempts: 1\n";
+        let err = topology
+            .with_groups_from_yaml("extra.yaml", unknown)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is ephemeral"), "{err}");
+        assert!(err.contains("unknown event type `nope.never`"), "{err}");
     }
 
     #[test]
