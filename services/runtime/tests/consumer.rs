@@ -1,4 +1,6 @@
 //! The consumer runtime against the real broker, a fresh namespace (topics, groups) per test.
+//! Every test runs on the test-only groups of `services/testkit/fixtures/groups.yaml`
+//! (`fixture-chat`, `fixture-ladder`, ...), never on a production group.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -178,14 +180,19 @@ async fn publish_many(
     }
 }
 
+/// A fresh namespace with the fixture groups.
+fn fixture_env() -> TestEnv {
+    TestEnv::new().with_fixture_groups()
+}
+
 fn sample(env: &TestEnv, event_type: &str) -> Value {
     sample_data(&env.catalog.event(event_type).unwrap().schema_json)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn events_are_handled_once_and_offsets_committed() {
-    let env = TestEnv::new();
-    env.create_group_topics("messenger").await;
+    let env = fixture_env();
+    env.create_group_topics("fixture-chat").await;
     let publisher = env.publisher();
     let mut ids = Vec::new();
     for _ in 0..20 {
@@ -196,7 +203,7 @@ async fn events_are_handled_once_and_offsets_committed() {
         );
     }
     let recorder = Recorder::succeeding();
-    let running = start(&env, "messenger", &recorder, GroupSettings::default());
+    let running = start(&env, "fixture-chat", &recorder, GroupSettings::default());
     let seen = recorder.wait_for(20, Duration::from_secs(30)).await;
     running.stop().await.unwrap();
     let mut handled: Vec<String> = seen.iter().map(|s| s.id.clone()).collect();
@@ -207,12 +214,15 @@ async fn events_are_handled_once_and_offsets_committed() {
 
     // A new process of the same group starts after the committed offsets: nothing again.
     let again = Recorder::succeeding();
-    let running = start(&env, "messenger", &again, GroupSettings::default());
+    let running = start(&env, "fixture-chat", &again, GroupSettings::default());
     let extra = env
         .publish(&publisher, "message.sent", sample(&env, "message.sent"))
         .await;
     let seen = again.wait_for(1, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Settled: every record of the topic is behind the group's commits, so a redelivery of the
+    // first 20 would have been handled by now.
+    env.wait_until_settled("fixture-chat", Duration::from_secs(15))
+        .await;
     running.stop().await.unwrap();
     assert_eq!(again.seen().len(), 1, "only the new event: {:?}", seen);
     assert_eq!(seen[0].id, extra.id);
@@ -220,8 +230,8 @@ async fn events_are_handled_once_and_offsets_committed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn per_key_order_holds_under_concurrency() {
-    let env = TestEnv::new();
-    env.create_group_topics("messenger").await;
+    let env = fixture_env();
+    env.create_group_topics("fixture-chat").await;
     let publisher = env.publisher();
     let conversations: Vec<String> = (0..4).map(|_| uuid::Uuid::new_v4().to_string()).collect();
     let mut expected: HashMap<String, Vec<String>> = HashMap::new();
@@ -238,7 +248,7 @@ async fn per_key_order_holds_under_concurrency() {
     // Varying handler times: without per-key lanes, later events would overtake earlier ones.
     let recorder =
         Recorder::succeeding().with_pause(|e| Duration::from_millis((e.offset as u64 * 7919) % 40));
-    let running = start(&env, "messenger", &recorder, GroupSettings::default());
+    let running = start(&env, "fixture-chat", &recorder, GroupSettings::default());
     let seen = recorder.wait_for(60, Duration::from_secs(60)).await;
     running.stop().await.unwrap();
     let mut actual: HashMap<String, Vec<String>> = HashMap::new();
@@ -257,13 +267,19 @@ async fn per_key_order_holds_under_concurrency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_retry_never_runs_before_its_delay() {
-    let env = TestEnv::new();
-    env.create_group_topics("user-lifecycle").await;
+    let env = fixture_env();
+    env.create_group_topics("fixture-ladder").await;
+    let ladder = env
+        .catalog
+        .group("fixture-ladder")
+        .unwrap()
+        .retry_delays
+        .clone();
     let publisher = env.publisher();
     let delivered = env
-        .publish(&publisher, "user.verified", sample(&env, "user.verified"))
+        .publish(&publisher, "message.sent", sample(&env, "message.sent"))
         .await;
-    // Fails twice, succeeds on the third attempt: delays 2 s then 4 s (topics.yaml).
+    // Fails twice, succeeds on the third attempt: the two rungs of the ladder (1 s, then 2 s).
     let recorder = Recorder::new(|e| {
         if e.attempt < 3 {
             Err(HandlerError::retryable("not yet"))
@@ -271,7 +287,7 @@ async fn a_retry_never_runs_before_its_delay() {
             Ok(())
         }
     });
-    let running = start(&env, "user-lifecycle", &recorder, GroupSettings::default());
+    let running = start(&env, "fixture-ladder", &recorder, GroupSettings::default());
     let seen = recorder.wait_for(3, Duration::from_secs(30)).await;
     running.stop().await.unwrap();
     assert!(seen.iter().all(|s| s.id == delivered.id));
@@ -279,39 +295,31 @@ async fn a_retry_never_runs_before_its_delay() {
         seen.iter().map(|s| s.attempt).collect::<Vec<_>>(),
         [1, 2, 3]
     );
-    let first = seen[1].at.duration_since(seen[0].at);
-    let second = seen[2].at.duration_since(seen[1].at);
-    assert!(
-        first >= Duration::from_secs(2),
-        "first retry after {first:?}"
-    );
-    assert!(
-        second >= Duration::from_secs(4),
-        "second retry after {second:?}"
-    );
-    assert!(
-        first < Duration::from_millis(3500),
-        "first retry late: {first:?}"
-    );
-    assert!(
-        second < Duration::from_millis(5500),
-        "second retry late: {second:?}"
-    );
-    let dlq = env.catalog.topic_name("user-lifecycle.dlq");
+    let late = Duration::from_millis(1500);
+    for (rung, (pair, delay)) in seen.windows(2).zip(&ladder).enumerate() {
+        let waited = pair[1].at.duration_since(pair[0].at);
+        assert!(waited >= *delay, "retry {} after {waited:?}", rung + 1);
+        assert!(
+            waited < *delay + late,
+            "retry {} late: {waited:?}",
+            rung + 1
+        );
+    }
+    let dlq = env.catalog.topic_name("fixture-ladder.dlq");
     assert!(is_empty(&env.kafka, &dlq).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exhausted_attempts_go_to_the_dead_letters_with_their_story() {
-    let env = TestEnv::new();
-    env.create_group_topics("messenger").await;
+    let env = fixture_env();
+    env.create_group_topics("fixture-chat").await;
     let publisher = env.publisher();
     let delivered = env
         .publish(&publisher, "message.read", sample(&env, "message.read"))
         .await;
     let recorder = Recorder::new(|_| Err(HandlerError::retryable("recipient store timeout")));
-    let running = start(&env, "messenger", &recorder, GroupSettings::default());
-    let dlq = env.catalog.topic_name("messenger.dlq");
+    let running = start(&env, "fixture-chat", &recorder, GroupSettings::default());
+    let dlq = env.catalog.topic_name("fixture-chat.dlq");
     let records = read_records(&env.kafka, &dlq, 1, Duration::from_secs(30)).await;
     running.stop().await.unwrap();
     let record = &records[0];
@@ -327,7 +335,7 @@ async fn exhausted_attempts_go_to_the_dead_letters_with_their_story() {
     assert_eq!(header(record, retry_header::ATTEMPT).as_deref(), Some("3"));
     assert_eq!(
         header(record, retry_header::GROUP).as_deref(),
-        Some("messenger")
+        Some("fixture-chat")
     );
     assert_eq!(
         header(record, retry_header::ORIGINAL_TOPIC),
@@ -364,8 +372,8 @@ async fn exhausted_attempts_go_to_the_dead_letters_with_their_story() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn permanent_failures_and_poison_go_straight_to_the_dead_letters_and_the_group_keeps_going() {
-    let env = TestEnv::new();
-    env.create_group_topics("messenger").await;
+    let env = fixture_env();
+    env.create_group_topics("fixture-chat").await;
     let publisher = env.publisher();
     let bad = env
         .publish(
@@ -413,8 +421,8 @@ async fn permanent_failures_and_poison_go_straight_to_the_dead_letters_and_the_g
         }
     });
     let started = Instant::now();
-    let running = start(&env, "messenger", &recorder, GroupSettings::default());
-    let dlq = env.catalog.topic_name("messenger.dlq");
+    let running = start(&env, "fixture-chat", &recorder, GroupSettings::default());
+    let dlq = env.catalog.topic_name("fixture-chat.dlq");
     let records = read_records(&env.kafka, &dlq, 2, Duration::from_secs(30)).await;
     recorder.wait_for(2, Duration::from_secs(10)).await;
     running.stop().await.unwrap();
@@ -437,15 +445,15 @@ async fn permanent_failures_and_poison_go_straight_to_the_dead_letters_and_the_g
         recorder.seen().iter().any(|s| s.id == good.id),
         "the group kept going"
     );
-    let retry = env.catalog.topic_name("messenger.retry.1s");
+    let retry = env.catalog.topic_name("fixture-chat.retry.100ms");
     assert!(is_empty(&env.kafka, &retry).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_group_never_disturbs_another_group_on_the_same_topic() {
-    let env = TestEnv::new();
-    env.create_group_topics("moderation").await;
-    env.create_group_topics("search-indexer").await;
+    let env = fixture_env();
+    env.create_group_topics("fixture-shared-a").await;
+    env.create_group_topics("fixture-shared-b").await;
     let publisher = env.publisher();
     let mut ids = Vec::new();
     for _ in 0..5 {
@@ -457,23 +465,26 @@ async fn a_failing_group_never_disturbs_another_group_on_the_same_topic() {
     }
     let failing = Recorder::new(|_| Err(HandlerError::retryable("classifier down")));
     let healthy = Recorder::succeeding();
-    let a = start(&env, "moderation", &failing, GroupSettings::default());
-    let b = start(&env, "search-indexer", &healthy, GroupSettings::default());
-    // moderation: 2 attempts, 5 s apart, then its own dead letters.
-    let dlq = env.catalog.topic_name("moderation.dlq");
+    let a = start(&env, "fixture-shared-a", &failing, GroupSettings::default());
+    let b = start(&env, "fixture-shared-b", &healthy, GroupSettings::default());
+    // fixture-shared-a: 2 attempts, then its own dead letters.
+    let dlq = env.catalog.topic_name("fixture-shared-a.dlq");
     read_records(&env.kafka, &dlq, 5, Duration::from_secs(40)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.wait_until_settled("fixture-shared-b", Duration::from_secs(15))
+        .await;
+    env.wait_until_settled("fixture-shared-a", Duration::from_secs(15))
+        .await;
     a.stop().await.unwrap();
     b.stop().await.unwrap();
     let mut handled: Vec<String> = healthy.seen().iter().map(|s| s.id.clone()).collect();
     handled.sort();
     ids.sort();
-    assert_eq!(handled, ids, "search-indexer saw each event exactly once");
+    assert_eq!(handled, ids, "fixture-shared-b saw each event exactly once");
     assert_eq!(failing.seen().len(), 10);
     for topic in [
-        "search-indexer.retry.2s",
-        "search-indexer.retry.4s",
-        "search-indexer.dlq",
+        "fixture-shared-b.retry.100ms",
+        "fixture-shared-b.retry.200ms",
+        "fixture-shared-b.dlq",
     ] {
         assert!(
             is_empty(&env.kafka, &env.catalog.topic_name(topic)).await,
@@ -484,8 +495,8 @@ async fn a_failing_group_never_disturbs_another_group_on_the_same_topic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_critical_backlog_is_served_before_a_lower_tier_which_still_moves() {
-    let env = TestEnv::new();
-    env.create_group_topics("notifier").await;
+    let env = fixture_env();
+    env.create_group_topics("fixture-tiers").await;
     let publisher = env.publisher();
     publish_many(&env, &publisher, "like.added", 400).await;
     // Four slots, so the tiers compete for them; each event takes 20 ms.
@@ -494,7 +505,7 @@ async fn a_critical_backlog_is_served_before_a_lower_tier_which_still_moves() {
         max_in_flight: Some(4),
         ..GroupSettings::default()
     };
-    let running = start(&env, "notifier", &recorder, settings);
+    let running = start(&env, "fixture-tiers", &recorder, settings);
     recorder.wait_for(20, Duration::from_secs(30)).await;
     // A critical backlog arrives while the normal tier is being worked through.
     let arrived = Instant::now();
@@ -557,8 +568,8 @@ async fn a_critical_backlog_is_served_before_a_lower_tier_which_still_moves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_open_breaker_pauses_the_group_then_a_trial_closes_it() {
-    let env = TestEnv::new();
-    env.create_group_topics("messenger").await;
+    let env = fixture_env();
+    env.create_group_topics("fixture-ladder").await;
     let publisher = env.publisher();
     for _ in 0..10 {
         env.publish(&publisher, "message.sent", sample(&env, "message.sent"))
@@ -579,7 +590,7 @@ async fn an_open_breaker_pauses_the_group_then_a_trial_closes_it() {
         breaker_cool_down: Duration::from_secs(2),
         ..GroupSettings::default()
     };
-    let running = start(&env, "messenger", &recorder, settings);
+    let running = start(&env, "fixture-ladder", &recorder, settings);
     // Everything eventually succeeds once the dependency is back.
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
@@ -609,8 +620,8 @@ async fn an_open_breaker_pauses_the_group_then_a_trial_closes_it() {
         failures_before <= 2 + 10,
         "{failures_before} calls while the dependency was down"
     );
-    let retry = env.catalog.topic_name("messenger.retry.1s");
-    let dlq = env.catalog.topic_name("messenger.dlq");
+    let retry = env.catalog.topic_name("fixture-ladder.retry.1s");
+    let dlq = env.catalog.topic_name("fixture-ladder.dlq");
     assert!(
         is_empty(&env.kafka, &dlq).await,
         "nothing was dead-lettered"
@@ -623,8 +634,8 @@ async fn an_open_breaker_pauses_the_group_then_a_trial_closes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_flood_guard_stops_a_group_that_dead_letters_everything() {
-    let env = TestEnv::new();
-    env.create_group_topics("messenger").await;
+    let env = fixture_env();
+    env.create_group_topics("fixture-chat").await;
     let publisher = env.publisher();
     publish_many(&env, &publisher, "message.sent", 400).await;
     let recorder =
@@ -635,7 +646,7 @@ async fn the_flood_guard_stops_a_group_that_dead_letters_everything() {
         flood_max_ratio: 0.9,
         ..GroupSettings::default()
     };
-    let running = start(&env, "messenger", &recorder, settings);
+    let running = start(&env, "fixture-chat", &recorder, settings);
     let result = tokio::time::timeout(Duration::from_secs(30), running.task)
         .await
         .expect("the group stops by itself")
@@ -647,7 +658,7 @@ async fn the_flood_guard_stops_a_group_that_dead_letters_everything() {
         "{error}"
     );
     let dead =
-        circulatory_testkit::count_records(&env.kafka, &env.catalog.topic_name("messenger.dlq"))
+        circulatory_testkit::count_records(&env.kafka, &env.catalog.topic_name("fixture-chat.dlq"))
             .await;
     // The guard trips after 10 outcomes; what was already running (at most the in-flight bound,
     // 64 for this group) still finishes, the rest of the 400 stays in the topic.
@@ -659,8 +670,8 @@ async fn the_flood_guard_stops_a_group_that_dead_letters_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operators_figures_are_shared_in_redis() {
-    let env = TestEnv::new();
-    env.create_group_topics("messenger").await;
+    let env = fixture_env();
+    env.create_group_topics("fixture-chat").await;
     let publisher = env.publisher();
     let mut failing = Vec::new();
     for i in 0..7 {
@@ -687,37 +698,56 @@ async fn operators_figures_are_shared_in_redis() {
         .unwrap();
     let mut consumer = ConsumerGroup::new(
         env.catalog.clone(),
-        "messenger",
+        "fixture-chat",
         env.kafka.clone(),
         env.registry.clone(),
     )
     .unwrap()
     .redis(redis.clone());
-    for event_type in &env.catalog.group("messenger").unwrap().subscribe {
+    for event_type in &env.catalog.group("fixture-chat").unwrap().subscribe {
         consumer = consumer.handler(event_type, recorder.clone());
     }
     let stop = CancellationToken::new();
     let task = tokio::spawn(consumer.run(stop.clone()));
     recorder.wait_for(7, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut conn = redis.clone();
-    let instances: Vec<String> = redis::cmd("KEYS")
-        .arg(format!(
-            "circ:{}:stats:group:messenger:instance:*",
-            env.namespace
-        ))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(instances.len(), 1, "one live instance reports its snapshot");
+    let instances = format!("circ:{}:stats:group:fixture-chat:instance:*", env.namespace);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found: Vec<String> = redis::cmd("KEYS")
+            .arg(&instances)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(found.len() <= 1, "one live instance: {found:?}");
+        if found.len() == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no instance reported its snapshot"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     stop.cancel();
     task.await.unwrap().unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let group: HashMap<String, i64> = redis::cmd("HGETALL")
-        .arg(format!("circ:{}:stats:group:messenger", env.namespace))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    // The last flush runs in the background as the group stops: wait until all seven outcomes
+    // are counted, then check that each was counted once.
+    let key = format!("circ:{}:stats:group:fixture-chat", env.namespace);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let group = loop {
+        let group: HashMap<String, i64> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let counted =
+            group.get("completed").unwrap_or(&0) + group.get("dead_lettered").unwrap_or(&0);
+        if counted >= 7 || Instant::now() >= deadline {
+            break group;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(group.get("completed"), Some(&4), "{group:?}");
     assert_eq!(group.get("failed"), Some(&3), "{group:?}");
     assert_eq!(group.get("dead_lettered"), Some(&3), "{group:?}");
@@ -732,8 +762,8 @@ async fn operators_figures_are_shared_in_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_handler_that_overruns_its_timeout_is_retried() {
-    let env = TestEnv::new();
-    env.create_group_topics("messenger").await;
+    let env = fixture_env();
+    env.create_group_topics("fixture-chat").await;
     let publisher = env.publisher();
     let delivered = env
         .publish(&publisher, "message.sent", sample(&env, "message.sent"))
@@ -751,8 +781,8 @@ async fn a_handler_that_overruns_its_timeout_is_retried() {
         ..GroupSettings::default()
     };
     let started = Instant::now();
-    let running = start(&env, "messenger", &recorder, settings);
-    let retry = env.catalog.topic_name("messenger.retry.1s");
+    let running = start(&env, "fixture-chat", &recorder, settings);
+    let retry = env.catalog.topic_name("fixture-chat.retry.100ms");
     let records = read_records(&env.kafka, &retry, 1, Duration::from_secs(20)).await;
     let seen = recorder.wait_for(1, Duration::from_secs(20)).await;
     running.stop().await.unwrap();
@@ -777,8 +807,8 @@ async fn a_handler_that_overruns_its_timeout_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_transactional_group_commits_emits_hand_offs_and_offsets_together() {
-    let env = TestEnv::new();
-    env.create_group_topics("messenger").await;
+    let env = fixture_env();
+    env.create_group_topics("fixture-chat").await;
     let output = env.topic_of("notification.created");
     env.create_topics_if_missing(&[output.as_str()]).await;
     let publisher = env.publisher();
@@ -795,13 +825,13 @@ async fn a_transactional_group_commits_emits_hand_offs_and_offsets_together() {
     let group = |calls: Arc<Mutex<Vec<(String, u32)>>>| {
         let mut consumer = ConsumerGroup::new(
             env.catalog.clone(),
-            "messenger",
+            "fixture-chat",
             env.kafka.clone(),
             env.registry.clone(),
         )
         .unwrap()
         .transactional();
-        for event_type in &env.catalog.group("messenger").unwrap().subscribe {
+        for event_type in &env.catalog.group("fixture-chat").unwrap().subscribe {
             let (calls, bad, flaky, notification) = (
                 calls.clone(),
                 bad.clone(),
@@ -832,11 +862,11 @@ async fn a_transactional_group_commits_emits_hand_offs_and_offsets_together() {
     };
     let calls = Arc::new(Mutex::new(Vec::new()));
     let running = group(calls.clone());
-    // Nine succeed (one of them on its second attempt, after the 1 s retry): nine emitted.
+    // Nine succeed (one of them on its second attempt, after the first rung): nine emitted.
     let emitted = read_records(&env.kafka, &output, 9, Duration::from_secs(40)).await;
     let dead = read_records(
         &env.kafka,
-        &env.catalog.topic_name("messenger.dlq"),
+        &env.catalog.topic_name("fixture-chat.dlq"),
         1,
         Duration::from_secs(10),
     )
@@ -863,7 +893,8 @@ async fn a_transactional_group_commits_emits_hand_offs_and_offsets_together() {
         .publish(&publisher, "message.sent", sample(&env, "message.sent"))
         .await;
     read_records(&env.kafka, &output, 10, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.wait_until_settled("fixture-chat", Duration::from_secs(15))
+        .await;
     running.stop().await.unwrap();
     let seen: Vec<String> = again
         .lock()
@@ -879,8 +910,8 @@ async fn a_transactional_group_commits_emits_hand_offs_and_offsets_together() {
 /// partition instead of blocking, and resumes them once the engine takes records again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_engine_pauses_its_partitions_and_keeps_polling() {
-    let env = TestEnv::new();
-    env.create_group_topics("event-tracking").await;
+    let env = fixture_env();
+    env.create_group_topics("fixture-tiers").await;
     let publisher = env.publisher();
     publish_many(&env, &publisher, "like.added", 150).await;
     // 30 ms a call: a batch of about 17 records or more keeps the engine from taking the next one
@@ -894,7 +925,7 @@ async fn a_full_engine_pauses_its_partitions_and_keeps_polling() {
         channel_capacity: 1,
         ..GroupSettings::default()
     };
-    let running = start_with_metrics(&env, "event-tracking", &recorder, settings, Some(metrics));
+    let running = start_with_metrics(&env, "fixture-tiers", &recorder, settings, Some(metrics));
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut most_paused = 0;
     // Sampled every 2 ms, so that a pause lifted soon after it began is not missed.
@@ -934,8 +965,8 @@ async fn a_full_engine_pauses_its_partitions_and_keeps_polling() {
 async fn a_breaker_trial_that_fails_for_good_is_dead_lettered_and_the_group_goes_on() {
     const OPENING: usize = 3;
     const LATER: usize = 5;
-    let env = TestEnv::new();
-    env.create_group_topics("messenger").await;
+    let env = fixture_env();
+    env.create_group_topics("fixture-ladder").await;
     let publisher = env.publisher();
     let mut opening = Vec::new();
     for _ in 0..OPENING {
@@ -974,7 +1005,7 @@ async fn a_breaker_trial_that_fails_for_good_is_dead_lettered_and_the_group_goes
     let metrics = GroupMetrics::new(&prometheus::Registry::new());
     let breaker = metrics.breaker.with_label_values(&["message-store"]);
     let paused = metrics.paused.clone();
-    // The cool-down (300 ms) is shorter than the first retry delay (1 s): the trial runs before
+    // The cool-down (300 ms) is shorter than the first rung (1 s): the trial runs before
     // the retries of the first two events come back.
     let cool_down = Duration::from_millis(300);
     let settings = GroupSettings {
@@ -983,7 +1014,7 @@ async fn a_breaker_trial_that_fails_for_good_is_dead_lettered_and_the_group_goes
         max_in_flight: Some(1),
         ..GroupSettings::default()
     };
-    let running = start_with_metrics(&env, "messenger", &recorder, settings, Some(metrics));
+    let running = start_with_metrics(&env, "fixture-ladder", &recorder, settings, Some(metrics));
     recorder.wait_for(OPENING, Duration::from_secs(30)).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while breaker.get() == 0 {
@@ -1000,7 +1031,7 @@ async fn a_breaker_trial_that_fails_for_good_is_dead_lettered_and_the_group_goes
         later.push(delivered.id);
     }
     let trial = script.lock().unwrap().trial.clone().expect("a trial event");
-    let dlq = env.catalog.topic_name("messenger.dlq");
+    let dlq = env.catalog.topic_name("fixture-ladder.dlq");
     let records = read_records(&env.kafka, &dlq, 1, Duration::from_secs(15)).await;
     assert_eq!(
         header(&records[0], "ce_id").as_deref(),

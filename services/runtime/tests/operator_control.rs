@@ -18,7 +18,8 @@ use redis::aio::ConnectionManager;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-const GROUP: &str = "messenger";
+/// A test-only group (`services/testkit/fixtures/groups.yaml`).
+const GROUP: &str = "fixture-chat";
 
 /// Counts calls per event id; fails every call, or emits one event per call.
 #[derive(Clone)]
@@ -261,7 +262,7 @@ fn now_ms() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_heartbeat_says_who_the_instance_is_and_what_it_holds() {
-    let env = TestEnv::new();
+    let env = TestEnv::new().with_fixture_groups();
     env.create_group_topics(GROUP).await;
     let output = env.topic_of("notification.created");
     env.create_topics_if_missing(&[output.as_str()]).await;
@@ -346,7 +347,7 @@ async fn the_heartbeat_says_who_the_instance_is_and_what_it_holds() {
         f.get("published").map(String::as_str) == Some("4")
     })
     .await;
-    assert_eq!(figures["published_by:messenger"], "4", "{figures:?}");
+    assert_eq!(figures["published_by:fixture-chat"], "4", "{figures:?}");
     running.stop().await.unwrap();
 }
 
@@ -412,7 +413,7 @@ async fn paused_then_resumed(
         |f| f.get("operator_paused").map(String::as_str) == Some("0"),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.wait_until_settled(GROUP, Duration::from_secs(15)).await;
     let calls = handler.calls();
     assert!(
         ids.iter().all(|id| calls.get(id) == Some(&1)),
@@ -423,7 +424,7 @@ async fn paused_then_resumed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_operator_pause_holds_every_event_until_it_is_lifted() {
-    let env = TestEnv::new();
+    let env = TestEnv::new().with_fixture_groups();
     env.create_group_topics(GROUP).await;
     let redis = redis().await;
     let publisher = env.publisher();
@@ -468,7 +469,7 @@ fn hostname() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flood_stop_is_recorded_counted_and_cleared_by_the_next_run() {
-    let env = TestEnv::new();
+    let env = TestEnv::new().with_fixture_groups();
     env.create_group_topics(GROUP).await;
     let redis = redis().await;
     let publisher = env.publisher();
@@ -532,7 +533,7 @@ async fn the_replay_count_travels_through_retries_back_to_the_dead_letters() {
     use circulatory_testkit::{header, read_records};
     use rdkafka::message::Message;
 
-    let env = TestEnv::new();
+    let env = TestEnv::new().with_fixture_groups();
     env.create_group_topics(GROUP).await;
     let redis = redis().await;
     let publisher = env.publisher();

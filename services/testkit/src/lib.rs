@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use circulatory::catalog::{Catalog, CatalogPaths};
+use circulatory::consumer::lag::groups_lag;
 use circulatory::kafka::{self, KafkaConfig};
 use circulatory::registry::{RegistryConfig, SchemaRegistry};
 use circulatory::topics::TopicAdmin;
@@ -66,7 +67,20 @@ impl TestEnv {
         }
     }
 
-    /// The fixture topology: every group's retry ladder runs [`FAST_RETRY_FACTOR`] times faster
+    /// The repository's catalog plus the test-only groups of `fixtures/groups.yaml`
+    /// (`fixture-chat`, `fixture-ladder`, ...): what engine tests run on instead of production
+    /// groups.
+    pub fn with_fixture_groups(mut self) -> TestEnv {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/groups.yaml");
+        let catalog = (*self.catalog)
+            .clone()
+            .with_groups_from(&path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.catalog = Arc::new(catalog);
+        self
+    }
+
+    /// Every production group's retry ladder runs [`FAST_RETRY_FACTOR`] times faster
     /// (1 s → 50 ms, 30 s → 1.5 s), with the same rungs and attempts. For tests that wait out
     /// retries and assert what the ladder led to, not how long it took.
     pub fn with_fast_retries(mut self) -> TestEnv {
@@ -127,6 +141,45 @@ impl TestEnv {
             .collect();
         if !missing.is_empty() {
             self.create_topics(&missing).await;
+        }
+    }
+
+    /// Waits until `group` has committed every record it reads (main topics, retry rungs,
+    /// replay): the positive signal that all that was delivered has been handled, for a check
+    /// that something did *not* happen (a redelivery changed nothing, no record went elsewhere).
+    pub async fn wait_until_settled(&self, group: &str, within: Duration) {
+        let group = self.catalog.group(group).expect("a declared group").clone();
+        let deadline = Instant::now() + within;
+        loop {
+            let lags = groups_lag(
+                &self.kafka,
+                self.catalog.clone(),
+                vec![group.clone()],
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("cluster reachable");
+            let lag = &lags[0];
+            // What lies past a commit may be only a transaction's marker (a transactional
+            // group's retries and emits end with one): not a record left to handle.
+            let mut behind = Vec::new();
+            for p in lag.partitions.iter().filter(|p| p.lag > 0) {
+                let from = p.committed.unwrap_or(p.start);
+                if record_from(&self.kafka, &p.topic, p.partition, from).await {
+                    behind.push(format!("{}[{}] from {from}", p.topic, p.partition));
+                }
+            }
+            if behind.is_empty() && lag.missing_topics.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: not settled within {within:?}: records left in {behind:?}, missing \
+                 topics {:?}",
+                group.name,
+                lag.missing_topics
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -218,6 +271,34 @@ impl Default for TestEnv {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Whether a record (a transaction's marker does not count) sits at `offset` or after in one
+/// partition: the reader reports the end of the log when there is none.
+async fn record_from(kafka: &KafkaConfig, topic: &str, partition: i32, offset: i64) -> bool {
+    let mut kafka = kafka.clone();
+    kafka
+        .overrides
+        .push(("enable.partition.eof".into(), "true".into()));
+    let topic = topic.to_string();
+    tokio::task::spawn_blocking(move || {
+        let reader: BaseConsumer = kafka::reader(&kafka).expect("reader");
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(&topic, partition, Offset::Offset(offset))
+            .expect("partition");
+        reader.assign(&list).expect("assign");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match reader.poll(Duration::from_millis(200)) {
+                Some(Ok(_)) => return true,
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return false,
+                _ => {}
+            }
+        }
+        panic!("{topic}[{partition}]: neither a record nor the end from offset {offset}")
+    })
+    .await
+    .expect("join")
 }
 
 /// Reads `count` records from the start of `topic` (all partitions), failing after `deadline`.
