@@ -8,8 +8,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use circulatory_group_analytics_aggregation::{register, trending_term, Options, GROUP};
 use circulatory_groups::deps::Deps;
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
-use circulatory_testkit::{header, TestEnv};
+use circulatory_groups::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
+use circulatory_testkit::TestEnv;
 use redis::AsyncCommands;
 use serde_json::json;
 
@@ -116,7 +118,7 @@ async fn counters_creator_stats_and_rollups_count_each_event_once() {
     })
     .await;
     // Let the duplicate be handled too, then check it counted nothing.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     assert_eq!(hash(&deps, &creator_key).await, creator);
     assert_eq!(
         hash(&deps, &format!("analytics:content:{video}")).await,
@@ -206,7 +208,7 @@ async fn trending_ranks_by_time_decayed_weight() {
         (stats.get("likes").map(String::as_str) == Some("5")).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     let mut redis = deps.redis.clone();
     let ranked: Vec<(String, f64)> = redis
         .zrevrange_withscores(&key, 0, -1)
@@ -235,26 +237,19 @@ async fn trending_ranks_by_time_decayed_weight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_database_is_retried_then_dead_lettered_counting_once() {
     let env = TestEnv::new().with_fast_retries();
-    let deps = support::deps_without_database(&env).await;
-    let group = support::start(&env, &deps, GROUP, register, Options::default()).await;
-    let publisher = env.publisher();
-    let (id, post, author) = (uuid(), uuid(), uuid());
-    let data = like(&post, &author, "2026-11-27T10:00:00Z");
-    publish_with_id(&env, &publisher, "like.added", &id, data).await;
-    // topics.yaml: 2 attempts, a retry after 5 s (20 times faster here).
-    let dead = support::dead_letters(&env, GROUP, 1, Duration::from_secs(40)).await;
-    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
-    assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("2"));
-    assert_eq!(
-        header(&dead[0], "circ_error_class").as_deref(),
-        Some("dependency")
-    );
-    let message = header(&dead[0], "circ_error_message").unwrap_or_default();
-    assert!(message.starts_with("postgres:"), "{message}");
+    let (post, author) = (uuid(), uuid());
+    let dead = DatabaseOutage {
+        group: GROUP,
+        register,
+        options: Options::default(),
+        event_type: "like.added",
+        data: like(&post, &author, "2026-11-27T10:00:00Z"),
+    }
+    .dead_letters(env)
+    .await;
     // Redis counted the like on the first attempt only.
-    let content = hash(&deps, &format!("analytics:content:{post}")).await;
+    let content = hash(&dead.deps, &format!("analytics:content:{post}")).await;
     assert_eq!(content.get("likes").map(String::as_str), Some("1"));
-    let creator = hash(&deps, &format!("analytics:creator:{author}")).await;
+    let creator = hash(&dead.deps, &format!("analytics:creator:{author}")).await;
     assert_eq!(creator.get("likes").map(String::as_str), Some("1"));
-    group.stop().await;
 }

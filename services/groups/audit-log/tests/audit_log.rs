@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use circulatory_group_audit_log::{register, GROUP};
 use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
-use circulatory_testkit::{header, TestEnv};
+use circulatory_groups::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
+use circulatory_testkit::TestEnv;
 use serde_json::json;
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -84,7 +86,7 @@ async fn admin_actions_and_mutes_are_appended_once() {
     .await;
     // Different topics: no order between the two. Let the duplicate be handled too, then check
     // it added nothing.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     let rows_after = trail_rows(&deps.pool, &user).await;
     assert_eq!(rows_after, rows);
     assert_eq!(
@@ -163,20 +165,13 @@ async fn health_changes_are_recorded_only_when_the_status_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_database_is_retried_then_dead_lettered() {
     let env = TestEnv::new().with_fast_retries();
-    let deps = support::deps_without_database(&env).await;
-    let group = support::start(&env, &deps, GROUP, register, NoOptions {}).await;
-    let publisher = env.publisher();
-    let id = uuid();
-    publish_with_id(&env, &publisher, "admin.action", &id, admin_action(&uuid())).await;
-    // topics.yaml: 3 attempts, retries after 2 s and 4 s (20 times faster here).
-    let dead = support::dead_letters(&env, GROUP, 1, Duration::from_secs(40)).await;
-    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
-    assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("3"));
-    assert_eq!(
-        header(&dead[0], "circ_error_class").as_deref(),
-        Some("dependency")
-    );
-    let message = header(&dead[0], "circ_error_message").unwrap_or_default();
-    assert!(message.starts_with("postgres:"), "{message}");
-    group.stop().await;
+    DatabaseOutage {
+        group: GROUP,
+        register,
+        options: NoOptions {},
+        event_type: "admin.action",
+        data: admin_action(&uuid()),
+    }
+    .dead_letters(env)
+    .await;
 }

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use circulatory_group_event_tracking::{register, GROUP};
 use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
-use circulatory_testkit::{header, TestEnv};
+use circulatory_groups::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
+use circulatory_testkit::TestEnv;
 use serde_json::json;
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -106,7 +108,7 @@ async fn every_tracked_type_is_recorded_once() {
         (rows.len() >= 7).then_some(rows)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     assert_eq!(
         rows(&deps.pool, &user).await,
         recorded,
@@ -156,35 +158,17 @@ async fn every_tracked_type_is_recorded_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_database_goes_straight_to_the_dead_letters() {
-    let env = TestEnv::new();
-    let deps = support::deps_without_database(&env).await;
-    let group = support::start(&env, &deps, GROUP, register, NoOptions {}).await;
-    let publisher = env.publisher();
-    let id = uuid();
-    publish_with_id(
-        &env,
-        &publisher,
-        "like.added",
-        &id,
-        json!({
+    let env = TestEnv::new().with_fast_retries();
+    DatabaseOutage {
+        group: GROUP,
+        register,
+        options: NoOptions {},
+        event_type: "like.added",
+        data: json!({
             "postId": uuid(), "userId": uuid(), "postAuthorId": uuid(),
             "likedAt": "2026-11-27T10:00:00Z"
         }),
-    )
+    }
+    .dead_letters(env)
     .await;
-    // topics.yaml: max_attempts 1, no retry ladder: the first failure is dead-lettered.
-    let dead = support::dead_letters(&env, GROUP, 1, WITHIN).await;
-    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
-    assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("1"));
-    assert_eq!(
-        header(&dead[0], "circ_error_class").as_deref(),
-        Some("dependency")
-    );
-    assert_eq!(
-        header(&dead[0], "circ_dlq_reason").as_deref(),
-        Some("exhausted")
-    );
-    let message = header(&dead[0], "circ_error_message").unwrap_or_default();
-    assert!(message.starts_with("postgres:"), "{message}");
-    group.stop().await;
 }

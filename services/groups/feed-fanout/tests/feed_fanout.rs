@@ -12,7 +12,9 @@ use circulatory::consumer::telemetry::GroupMetrics;
 use circulatory::consumer::ConsumerGroup;
 use circulatory_group_feed_fanout::{feed_key, register, updates_channel, FeedOptions, GROUP};
 use circulatory_groups::deps::Deps;
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
+use circulatory_groups::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
 use circulatory_testkit::{count_records, header, read_records, TestEnv};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -220,7 +222,7 @@ async fn posts_and_videos_reach_the_followers_feeds() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     for user in [&stranger, &former] {
         assert!(feed(&deps, user).await.is_empty());
     }
@@ -278,7 +280,7 @@ async fn a_large_audience_is_split_into_fanout_chunks() {
 
     // The handler wrote the first 1000 itself; the other 1500 went out as two chunks.
     let chunks = fanout_events(&env, 2).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     assert_eq!(
         count_records(&env.kafka, &env.topic_of("feed.fanout")).await,
         2
@@ -338,7 +340,7 @@ async fn a_fanout_larger_than_one_batch_continues_from_its_last_chunk() {
     })
     .await;
     let chunks = fanout_events(&env, 5).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     assert_eq!(
         count_records(&env.kafka, &env.topic_of("feed.fanout")).await,
         5
@@ -424,7 +426,7 @@ async fn a_deleted_post_leaves_every_feed() {
         .expect("query")
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     for follower in &followers {
         assert!(!holds(&feed(&deps, follower).await, &late));
     }
@@ -541,7 +543,7 @@ async fn feeds_keep_only_the_newest_items() {
         f == newest.as_slice()
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     for follower in &followers {
         assert_eq!(feed(&deps, follower).await, newest);
     }
@@ -596,7 +598,7 @@ async fn redelivered_events_change_nothing() {
         .collect();
     assert_eq!(ids.len(), 3, "{again:?}");
     assert!(ids.iter().all(|id| **id == chunk_id));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     let mut after = Vec::new();
     for follower in &followers {
         after.push(feed(&deps, follower).await);
@@ -618,33 +620,15 @@ async fn redelivered_events_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_database_is_retried_then_dead_lettered() {
     let env = TestEnv::new().with_fast_retries();
-    let deps = support::deps_without_database(&env).await;
-    let group = support::start(&env, &deps, GROUP, register, FeedOptions::default()).await;
-    let publisher = env.publisher();
-    let id = uuid();
-    publish_with_id(
-        &env,
-        &publisher,
-        "post.created",
-        &id,
-        post(&uuid(), &uuid(), "2026-11-27T10:00:00Z", "PUBLIC"),
-    )
+    DatabaseOutage {
+        group: GROUP,
+        register,
+        options: FeedOptions::default(),
+        event_type: "post.created",
+        data: post(&uuid(), &uuid(), "2026-11-27T10:00:00Z", "PUBLIC"),
+    }
+    .dead_letters(env)
     .await;
-    // topics.yaml: 2 attempts, a retry after 4 s (20 times faster here).
-    let dead = support::dead_letters(&env, GROUP, 1, Duration::from_secs(40)).await;
-    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
-    assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("2"));
-    assert_eq!(
-        header(&dead[0], "circ_error_class").as_deref(),
-        Some("dependency")
-    );
-    assert_eq!(
-        header(&dead[0], "circ_original_topic"),
-        Some(env.topic_of("post.created"))
-    );
-    let message = header(&dead[0], "circ_error_message").unwrap_or_default();
-    assert!(message.starts_with("postgres:"), "{message}");
-    group.stop().await;
 }
 
 /// Handler durations of the timed test.

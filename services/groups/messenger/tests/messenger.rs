@@ -15,7 +15,9 @@ use circulatory::realtime::RealtimeMessage;
 use circulatory_group_messenger::{offline_notification_id, received_channel, register, GROUP};
 use circulatory_groups::deps::Deps;
 use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
+use circulatory_groups::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
 use circulatory_testkit::{count_records, header, read_records, TestEnv};
 use futures::StreamExt;
 use rdkafka::message::{Message, OwnedMessage};
@@ -294,16 +296,12 @@ async fn receipts_only_move_forward_and_reach_the_sender() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_database_is_retried_then_dead_lettered() {
     let env = TestEnv::new().with_fast_retries();
-    let deps = support::deps_without_database(&env).await;
-    let group = support::start(&env, &deps, GROUP, register, NoOptions {}).await;
-    let publisher = env.publisher();
-    let id = uuid();
-    publish_with_id(
-        &env,
-        &publisher,
-        "message.sent",
-        &id,
-        sent(
+    DatabaseOutage {
+        group: GROUP,
+        register,
+        options: NoOptions {},
+        event_type: "message.sent",
+        data: sent(
             &uuid(),
             &uuid(),
             &uuid(),
@@ -311,20 +309,9 @@ async fn an_unreachable_database_is_retried_then_dead_lettered() {
             "hello",
             "2026-11-27T10:00:00Z",
         ),
-    )
+    }
+    .dead_letters(env)
     .await;
-    // topics.yaml: 3 attempts, retries after 1 s and 2 s (20 times faster here).
-    let dead = support::dead_letters(&env, GROUP, 1, Duration::from_secs(40)).await;
-    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
-    assert_eq!(header(&dead[0], "ce_type").as_deref(), Some("message.sent"));
-    assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("3"));
-    assert_eq!(
-        header(&dead[0], "circ_error_class").as_deref(),
-        Some("dependency")
-    );
-    let message = header(&dead[0], "circ_error_message").unwrap_or_default();
-    assert!(message.starts_with("postgres:"), "{message}");
-    group.stop().await;
 }
 
 /// What stands for U+0000 in a message body until the record is encoded.

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use circulatory::codec::avro_to_json;
 use circulatory_group_moderation::{register, Options, GROUP};
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
+use circulatory_groups::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
 use circulatory_testkit::{count_records, header, read_records, repo_root, TestEnv};
 use rdkafka::message::Message;
 use serde_json::{json, Value};
@@ -21,14 +23,7 @@ fn default_rules() -> PathBuf {
 
 /// Starts the group with the default rules, after creating the topics of what it emits.
 async fn start(env: &TestEnv, deps: &circulatory_groups::deps::Deps) -> support::Running {
-    // content.flagged and user.muted share a topic: each name once.
-    let emitted: std::collections::BTreeSet<String> =
-        ["content.flagged", "post.deleted", "user.muted"]
-            .into_iter()
-            .map(|t| env.topic_of(t))
-            .collect();
-    let emitted: Vec<&str> = emitted.iter().map(String::as_str).collect();
-    env.create_topics_if_missing(&emitted).await;
+    create_emitted_topics(env).await;
     support::start(
         env,
         deps,
@@ -37,6 +32,17 @@ async fn start(env: &TestEnv, deps: &circulatory_groups::deps::Deps) -> support:
         Options::with_rules(default_rules()),
     )
     .await
+}
+
+async fn create_emitted_topics(env: &TestEnv) {
+    // content.flagged and user.muted share a topic: each name once.
+    let emitted: std::collections::BTreeSet<String> =
+        ["content.flagged", "post.deleted", "user.muted"]
+            .into_iter()
+            .map(|t| env.topic_of(t))
+            .collect();
+    let emitted: Vec<&str> = emitted.iter().map(String::as_str).collect();
+    env.create_topics_if_missing(&emitted).await;
 }
 
 /// Events of `event_type` in its topic so far: (id, data).
@@ -262,7 +268,7 @@ async fn screened_content_is_flagged_once_and_queued_for_review() {
     assert_eq!(score, Some(0.3));
 
     // Let the duplicate and the clean content be handled, then check nothing more appeared.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     let all = emitted(&env, "content.flagged").await;
     assert_eq!(all.len(), 3, "{all:?}");
     assert!(all
@@ -485,7 +491,7 @@ async fn decisions_close_the_item_and_are_enforced_once() {
         ]
     );
     // Nothing more was enforced: one deletion, two mutes.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     assert_eq!(emitted(&env, "post.deleted").await.len(), 1);
     assert_eq!(emitted(&env, "user.muted").await.len(), 2);
     group.stop().await;
@@ -494,31 +500,18 @@ async fn decisions_close_the_item_and_are_enforced_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_database_is_retried_then_dead_lettered() {
     let env = TestEnv::new().with_fast_retries();
+    create_emitted_topics(&env).await;
     // The rules' regexes cannot be checked at start without a database: they are checked on use.
-    let deps = support::deps_without_database(&env).await;
-    let group = start(&env, &deps).await;
-    let publisher = env.publisher();
-    let id = uuid();
-    publish_with_id(
-        &env,
-        &publisher,
-        "post.created",
-        &id,
-        post(&uuid(), &uuid(), "buy followers"),
-    )
+    let dead = DatabaseOutage {
+        group: GROUP,
+        register,
+        options: Options::with_rules(default_rules()),
+        event_type: "post.created",
+        data: post(&uuid(), &uuid(), "buy followers"),
+    }
+    .dead_letters(env)
     .await;
-    // topics.yaml: 2 attempts, the retry after 5 s (20 times faster here).
-    let dead = support::dead_letters(&env, GROUP, 1, Duration::from_secs(40)).await;
-    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
-    assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("2"));
-    assert_eq!(
-        header(&dead[0], "circ_error_class").as_deref(),
-        Some("dependency")
-    );
-    let message = header(&dead[0], "circ_error_message").unwrap_or_default();
-    assert!(message.starts_with("postgres:"), "{message}");
-    assert!(emitted(&env, "content.flagged").await.is_empty());
-    group.stop().await;
+    assert!(emitted(&dead.env, "content.flagged").await.is_empty());
 }
 
 /// Runs the binary with a rules file; returns its exit code and what it wrote on stderr.

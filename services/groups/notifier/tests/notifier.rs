@@ -11,7 +11,9 @@ use circulatory_group_notifier::derived::notification_id;
 use circulatory_group_notifier::{notification_channel, register, GROUP};
 use circulatory_groups::deps::Deps;
 use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
+use circulatory_groups::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
 use circulatory_testkit::{count_records, header, read_records, TestEnv};
 use futures::StreamExt;
 use rdkafka::message::{Message, OwnedMessage};
@@ -342,16 +344,12 @@ async fn activity_notifies_the_user_concerned_and_never_the_actor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_database_is_retried_then_dead_lettered() {
     let env = TestEnv::new().with_fast_retries();
-    let deps = support::deps_without_database(&env).await;
-    let group = support::start(&env, &deps, GROUP, register, NoOptions {}).await;
-    let publisher = env.publisher();
-    let id = uuid();
-    publish_with_id(
-        &env,
-        &publisher,
-        "notification.created",
-        &id,
-        json!({
+    DatabaseOutage {
+        group: GROUP,
+        register,
+        options: NoOptions {},
+        event_type: "notification.created",
+        data: json!({
             "notificationId": uuid(),
             "userId": uuid(),
             "kind": "OTHER",
@@ -362,21 +360,7 @@ async fn an_unreachable_database_is_retried_then_dead_lettered() {
             "channels": ["IN_APP"],
             "createdAt": "2026-11-27T10:00:00Z"
         }),
-    )
+    }
+    .dead_letters(env)
     .await;
-    // topics.yaml: 3 attempts, retries after 2 s and 4 s (20 times faster here).
-    let dead = support::dead_letters(&env, GROUP, 1, Duration::from_secs(40)).await;
-    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
-    assert_eq!(
-        header(&dead[0], "ce_type").as_deref(),
-        Some("notification.created")
-    );
-    assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("3"));
-    assert_eq!(
-        header(&dead[0], "circ_error_class").as_deref(),
-        Some("dependency")
-    );
-    let message = header(&dead[0], "circ_error_message").unwrap_or_default();
-    assert!(message.starts_with("postgres:"), "{message}");
-    group.stop().await;
 }

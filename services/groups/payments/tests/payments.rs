@@ -7,10 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use circulatory::codec::avro_to_json;
-use circulatory::consumer::GroupSettings;
 use circulatory_group_payments::{register, GROUP};
 use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
+use circulatory_groups::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
 use circulatory_testkit::{count_records, header, read_records, TestEnv};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -326,7 +327,7 @@ async fn the_same_payment_twice_changes_nothing_more() {
     assert!(completed
         .iter()
         .any(|(_, d)| d["paymentId"] == marker.as_str()));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     assert_eq!(balance(pool, &a.wallet).await, Some(701));
     let updates = events_of(&env, "wallet.updated", 2).await;
     let distinct: BTreeSet<&str> = updates.iter().map(|(id, _)| id.as_str()).collect();
@@ -410,39 +411,15 @@ async fn insufficient_funds_and_invalid_payments_fail_without_moving_money() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_database_is_retried_then_dead_lettered() {
     let env = TestEnv::new().with_fast_retries();
-    let deps = support::deps_without_database(&env).await;
-    // Five failing attempts must reach the dead letters rather than open the postgres breaker.
-    let settings = GroupSettings {
-        breaker_threshold: 50,
-        ..support::settings()
-    };
-    let group = support::start_with(&env, &deps, GROUP, register, NoOptions {}, settings).await;
-    let publisher = env.publisher();
-    let id = uuid();
-    publish_with_id(
-        &env,
-        &publisher,
-        "payment.initiated",
-        &id,
-        payment("TOP_UP", &party(), None, 10, "USD"),
-    )
+    DatabaseOutage {
+        group: GROUP,
+        register,
+        options: NoOptions {},
+        event_type: "payment.initiated",
+        data: payment("TOP_UP", &party(), None, 10, "USD"),
+    }
+    .dead_letters(env)
     .await;
-    // topics.yaml: 5 attempts, retries after 2, 4, 8 and 16 s (20 times faster here).
-    let dead = support::dead_letters(&env, GROUP, 1, Duration::from_secs(90)).await;
-    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
-    assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("5"));
-    assert_eq!(
-        header(&dead[0], "circ_error_class").as_deref(),
-        Some("dependency")
-    );
-    let message = header(&dead[0], "circ_error_message").unwrap_or_default();
-    assert!(message.starts_with("postgres:"), "{message}");
-    assert_eq!(
-        header(&dead[0], "circ_original_topic"),
-        Some(env.topic_of("payment.initiated"))
-    );
-    assert_eq!(header(&dead[0], "circ_group").as_deref(), Some(GROUP));
-    group.stop().await;
 }
 
 /// Deletes the consumer group's committed offsets, so its next start reads from offset 0.
@@ -529,7 +506,7 @@ async fn rereading_the_whole_topic_changes_no_balance() {
     let again = events_of(&env, "payment.completed", 2 * n).await;
     let distinct: BTreeSet<&str> = again.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(distinct.len(), n, "re-emitted completions keep their ids");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     assert_eq!(snapshot().await, before);
     group.stop().await;
 }

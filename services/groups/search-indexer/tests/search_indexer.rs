@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use circulatory_group_search_indexer::{register, search, GROUP};
 use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
-use circulatory_testkit::{header, TestEnv};
+use circulatory_groups::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
+use circulatory_testkit::TestEnv;
 use serde_json::{json, Value};
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -296,31 +298,13 @@ async fn redelivered_events_change_nothing_more() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_database_is_retried_then_dead_lettered() {
     let env = TestEnv::new().with_fast_retries();
-    let deps = support::deps_without_database(&env).await;
-    let group = support::start(&env, &deps, GROUP, register, NoOptions {}).await;
-    let publisher = env.publisher();
-    let id = uuid();
-    publish_with_id(
-        &env,
-        &publisher,
-        "comment.added",
-        &id,
-        comment(&uuid(), &uuid(), "hello"),
-    )
+    DatabaseOutage {
+        group: GROUP,
+        register,
+        options: NoOptions {},
+        event_type: "comment.added",
+        data: comment(&uuid(), &uuid(), "hello"),
+    }
+    .dead_letters(env)
     .await;
-    // topics.yaml: 3 attempts, retries after 2 s and 4 s (20 times faster here).
-    let dead = support::dead_letters(&env, GROUP, 1, Duration::from_secs(40)).await;
-    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
-    assert_eq!(
-        header(&dead[0], "ce_type").as_deref(),
-        Some("comment.added")
-    );
-    assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("3"));
-    assert_eq!(
-        header(&dead[0], "circ_error_class").as_deref(),
-        Some("dependency")
-    );
-    let message = header(&dead[0], "circ_error_message").unwrap_or_default();
-    assert!(message.starts_with("postgres:"), "{message}");
-    group.stop().await;
 }

@@ -10,8 +10,10 @@ use circulatory_group_transcoder::testing::{
     ScratchStore,
 };
 use circulatory_group_transcoder::{register, TranscoderOptions, GROUP};
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
-use circulatory_testkit::{header, TestEnv};
+use circulatory_groups::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
+use circulatory_testkit::TestEnv;
 
 const WITHIN: Duration = Duration::from_secs(60);
 
@@ -224,7 +226,7 @@ async fn an_invalid_file_is_reported_failed_without_retries() {
     assert_eq!(row.0, "UPLOADED");
     assert_eq!(row.1, None);
     // A business outcome: nothing was retried or dead-lettered, nothing was started.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     let catalog_group = env.catalog.group(GROUP).unwrap().clone();
     let retry = env
         .catalog
@@ -244,37 +246,24 @@ async fn an_invalid_file_is_reported_failed_without_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_database_is_retried_then_dead_lettered() {
     let env = TestEnv::new().with_fast_retries();
-    let deps = support::deps_without_database(&env).await;
     let store = ScratchStore::new();
-    let group = support::start(&env, &deps, GROUP, register, options(&store)).await;
-    let publisher = env.publisher();
     let video_id = uuid();
     let key = format!("videos/{video_id}/original.mp4");
     let clip = sample_clip(320, 240, 1);
     store.put(&key, &clip);
-    let id = uuid();
-    publish_with_id(
-        &env,
-        &publisher,
-        "video.uploaded",
-        &id,
-        uploaded(&video_id, &uuid(), &key, clip.len()),
-    )
+    let dead = DatabaseOutage {
+        group: GROUP,
+        register,
+        options: options(&store),
+        event_type: "video.uploaded",
+        data: uploaded(&video_id, &uuid(), &key, clip.len()),
+    }
+    .dead_letters(env)
     .await;
-    // topics.yaml: 2 attempts, the retry after 30 s (20 times faster here).
-    let dead = support::dead_letters(&env, GROUP, 1, Duration::from_secs(70)).await;
-    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
-    assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("2"));
-    assert_eq!(
-        header(&dead[0], "circ_error_class").as_deref(),
-        Some("dependency")
-    );
-    let message = header(&dead[0], "circ_error_message").unwrap_or_default();
-    assert!(message.starts_with("postgres:"), "{message}");
     // Nothing was announced for a video that could not be recorded.
     assert_eq!(
-        circulatory_testkit::count_records(&env.kafka, &env.topic_of("video.uploaded")).await,
+        circulatory_testkit::count_records(&dead.env.kafka, &dead.env.topic_of("video.uploaded"))
+            .await,
         1
     );
-    group.stop().await;
 }

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use circulatory_group_user_lifecycle::{register, welcome_notification_id, GROUP};
 use circulatory_groups::deps::Deps;
 use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
+use circulatory_groups::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
 use circulatory_testkit::{header, read_records, TestEnv};
 use rdkafka::message::{Message, OwnedMessage};
 use serde_json::json;
@@ -377,31 +379,13 @@ async fn blocks_end_follows_both_ways_and_verifications_reach_the_profile() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_database_is_retried_then_dead_lettered() {
     let env = TestEnv::new().with_fast_retries();
-    let deps = support::deps_without_database(&env).await;
-    let group = support::start(&env, &deps, GROUP, register, NoOptions {}).await;
-    let publisher = env.publisher();
-    let id = uuid();
-    publish_with_id(
-        &env,
-        &publisher,
-        "user.followed",
-        &id,
-        follow(&uuid(), &uuid(), "2026-11-27T10:00:00Z"),
-    )
+    DatabaseOutage {
+        group: GROUP,
+        register,
+        options: NoOptions {},
+        event_type: "user.followed",
+        data: follow(&uuid(), &uuid(), "2026-11-27T10:00:00Z"),
+    }
+    .dead_letters(env)
     .await;
-    // topics.yaml: 3 attempts, retries after 2 s and 4 s (20 times faster here).
-    let dead = support::dead_letters(&env, GROUP, 1, Duration::from_secs(40)).await;
-    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
-    assert_eq!(
-        header(&dead[0], "ce_type").as_deref(),
-        Some("user.followed")
-    );
-    assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("3"));
-    assert_eq!(
-        header(&dead[0], "circ_error_class").as_deref(),
-        Some("dependency")
-    );
-    let message = header(&dead[0], "circ_error_message").unwrap_or_default();
-    assert!(message.starts_with("postgres:"), "{message}");
-    group.stop().await;
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use circulatory_group_vector_embedding::{register, GROUP};
 use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
+use circulatory_groups::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
 use circulatory_testkit::{header, TestEnv};
 use serde_json::json;
 
@@ -135,21 +137,13 @@ async fn an_embedding_of_the_wrong_dimension_is_dead_lettered_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_database_is_retried_then_dead_lettered() {
     let env = TestEnv::new().with_fast_retries();
-    let deps = support::deps_without_database(&env).await;
-    let group = support::start(&env, &deps, GROUP, register, NoOptions {}).await;
-    let publisher = env.publisher();
-    let id = uuid();
-    let data = embedding(&uuid(), &[0.25, -0.5], "2026-11-27T10:00:00Z");
-    publish_with_id(&env, &publisher, "video.embedding.generated", &id, data).await;
-    // topics.yaml: 2 attempts, a retry after 30 s (20 times faster here).
-    let dead = support::dead_letters(&env, GROUP, 1, Duration::from_secs(60)).await;
-    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
-    assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("2"));
-    assert_eq!(
-        header(&dead[0], "circ_error_class").as_deref(),
-        Some("dependency")
-    );
-    let message = header(&dead[0], "circ_error_message").unwrap_or_default();
-    assert!(message.starts_with("postgres:"), "{message}");
-    group.stop().await;
+    DatabaseOutage {
+        group: GROUP,
+        register,
+        options: NoOptions {},
+        event_type: "video.embedding.generated",
+        data: embedding(&uuid(), &[0.25, -0.5], "2026-11-27T10:00:00Z"),
+    }
+    .dead_letters(env)
+    .await;
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use circulatory::codec::avro_to_json;
 use circulatory_group_vector_update::{register, Options, GROUP};
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
+use circulatory_groups::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
 use circulatory_testkit::{header, read_records, TestEnv};
 use rdkafka::Message;
 use serde_json::json;
@@ -276,7 +278,7 @@ async fn served_recommendations_are_recorded_once() {
             ])
         )
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     let (count,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM recommendations_served WHERE user_id = $1")
             .bind(&user)
@@ -289,32 +291,14 @@ async fn served_recommendations_are_recorded_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_database_goes_straight_to_the_dead_letters() {
-    let env = TestEnv::new();
-    let deps = support::deps_without_database(&env).await;
-    let group = support::start(&env, &deps, GROUP, register, Options::default()).await;
-    let publisher = env.publisher();
-    let id = uuid();
-    publish_with_id(
-        &env,
-        &publisher,
-        "video.viewed",
-        &id,
-        view(&uuid(), &uuid(), 5000, false),
-    )
+    let env = TestEnv::new().with_fast_retries();
+    DatabaseOutage {
+        group: GROUP,
+        register,
+        options: Options::default(),
+        event_type: "video.viewed",
+        data: view(&uuid(), &uuid(), 5000, false),
+    }
+    .dead_letters(env)
     .await;
-    // topics.yaml: max_attempts 1, no retry ladder: the first failure is dead-lettered.
-    let dead = support::dead_letters(&env, GROUP, 1, WITHIN).await;
-    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
-    assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("1"));
-    assert_eq!(
-        header(&dead[0], "circ_error_class").as_deref(),
-        Some("dependency")
-    );
-    assert_eq!(
-        header(&dead[0], "circ_dlq_reason").as_deref(),
-        Some("exhausted")
-    );
-    let message = header(&dead[0], "circ_error_message").unwrap_or_default();
-    assert!(message.starts_with("postgres:"), "{message}");
-    group.stop().await;
 }

@@ -12,8 +12,10 @@ use circulatory_group_transcoder::testing::{
 use circulatory_group_transcoder::TranscoderOptions;
 use circulatory_group_video_publisher::{register, GROUP};
 use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
-use circulatory_testkit::{header, TestEnv};
+use circulatory_groups::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
+use circulatory_testkit::TestEnv;
 use serde_json::json;
 
 const WITHIN: Duration = Duration::from_secs(60);
@@ -178,7 +180,7 @@ async fn a_video_is_published_exactly_once_when_both_outputs_are_recorded() {
     assert_eq!(row.4, Some(1600));
 
     // Let the late duplicate be handled: still one video.published, the row unchanged.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     let all = media_events_at_least(&env, 6, WITHIN).await;
     assert_eq!(all.len(), 6, "{all:?}");
     assert_eq!(of_type(&all, "video.published").len(), 1);
@@ -240,7 +242,7 @@ async fn a_failed_transcode_marks_the_video_failed() {
     assert_eq!(row.0, "FAILED");
     assert_eq!(row.1.as_deref(), Some("INTERNAL"));
     assert_eq!(row.2.as_deref(), Some("ffmpeg failed (exit status: 1)"));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.wait_until_settled(GROUP, WITHIN).await;
     assert_eq!(
         circulatory_testkit::count_records(&env.kafka, &media_topic(&env)).await,
         2
@@ -251,29 +253,15 @@ async fn a_failed_transcode_marks_the_video_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_database_is_retried_then_dead_lettered() {
     let env = TestEnv::new().with_fast_retries();
-    let deps = support::deps_without_database(&env).await;
-    let group = support::start(&env, &deps, GROUP, register, NoOptions {}).await;
-    let publisher = env.publisher();
-    let id = uuid();
-    publish_with_id(
-        &env,
-        &publisher,
-        "video.transcode.completed",
-        &id,
-        transcode_completed(&uuid(), &uuid()),
-    )
+    DatabaseOutage {
+        group: GROUP,
+        register,
+        options: NoOptions {},
+        event_type: "video.transcode.completed",
+        data: transcode_completed(&uuid(), &uuid()),
+    }
+    .dead_letters(env)
     .await;
-    // topics.yaml: 3 attempts, retries after 2 s and 4 s (20 times faster here).
-    let dead = support::dead_letters(&env, GROUP, 1, Duration::from_secs(40)).await;
-    assert_eq!(header(&dead[0], "ce_id").as_deref(), Some(id.as_str()));
-    assert_eq!(header(&dead[0], "circ_attempt").as_deref(), Some("3"));
-    assert_eq!(
-        header(&dead[0], "circ_error_class").as_deref(),
-        Some("dependency")
-    );
-    let message = header(&dead[0], "circ_error_message").unwrap_or_default();
-    assert!(message.starts_with("postgres:"), "{message}");
-    group.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -341,7 +329,13 @@ async fn an_upload_goes_live_through_transcoder_thumbnailer_and_publisher() {
     // Good: uploaded, transcode.started, thumbnail.generation.started, transcode.completed,
     // thumbnail.generation.completed, video.published. Broken: uploaded, transcode.failed.
     let events = media_events_at_least(&env, 8, WITHIN).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    for group in [
+        circulatory_group_transcoder::GROUP,
+        circulatory_group_thumbnailer::GROUP,
+        GROUP,
+    ] {
+        env.wait_until_settled(group, WITHIN).await;
+    }
     assert_eq!(
         circulatory_testkit::count_records(&env.kafka, &media_topic(&env)).await,
         8

@@ -1,5 +1,9 @@
 //! Runs a group's real handlers in-process against the real stack, in a fresh namespace.
 
+mod outage;
+
+pub use outage::{DatabaseOutage, DeadLettered};
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 
