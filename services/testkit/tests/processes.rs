@@ -147,8 +147,10 @@ async fn kill_9_mid_stream_then_restart_applies_every_effect_exactly_once() {
 
     let mut second = spawn_consumer(&env, &table, 0);
     let (rows, sum) = wait_for_rows(&pool, &table, ids.len() as i64, Duration::from_secs(90)).await;
-    // Let redeliveries (everything after the last commit before the kill) come through.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let redeliveries (everything after the last commit before the kill) come through: the
+    // group has committed every record it reads.
+    env.wait_until_settled("payments", Duration::from_secs(60))
+        .await;
     let (rows_after, sum_after) = applied(&pool, &table).await;
     signal(&second, "TERM");
     second.wait().unwrap();
@@ -195,11 +197,14 @@ async fn two_instances_rebalancing_under_load_lose_nothing() {
     total += publish(&env, 200).await.len();
     assert!(a.wait().unwrap().success(), "a graceful stop exits 0");
     let (rows, sum) = wait_for_rows(&pool, &table, total as i64, Duration::from_secs(90)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    env.wait_until_settled("payments", Duration::from_secs(60))
+        .await;
+    let after = applied(&pool, &table).await;
     signal(&b, "TERM");
     assert!(b.wait().unwrap().success());
     assert_eq!(rows, total as i64, "no event lost across rebalances");
     assert_eq!(sum, total as i64, "no effect applied twice");
+    assert_eq!(after, (rows, sum), "nothing applied once settled");
 }
 
 /// Every committed record of `topic` (a `read_committed` reader), read until none came for
