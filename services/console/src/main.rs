@@ -2,31 +2,28 @@
 
 use std::process::ExitCode;
 
+use circulatory::process::{init_logs, parse_flags, shutdown_signal, Exit, Logs};
 use circulatory_console::config::Config;
-use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CIRC_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let config = Config::parse();
+    init_logs(Logs::Service);
+    let config: Config = match parse_flags() {
+        Ok(config) => config,
+        Err(exit) => return exit.into(),
+    };
     let problems = config.problems();
     if !problems.is_empty() {
         for problem in &problems {
             eprintln!("console: configuration: {problem}");
         }
-        return ExitCode::from(64);
+        return Exit::Usage.into();
     }
     match run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Exit::Ok.into(),
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "console stopped");
-            ExitCode::from(1)
+            Exit::Failed.into()
         }
     }
 }
@@ -45,19 +42,4 @@ async fn run(config: Config) -> anyhow::Result<()> {
     service.shutdown();
     tracing::info!("console stopped cleanly");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
 }

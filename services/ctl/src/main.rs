@@ -2,21 +2,18 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use circulatory::process::{init_logs, parse_flags, Logs};
 
 mod cli;
 mod commands;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CIRC_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = cli::Cli::parse();
+    init_logs(Logs::Tool);
+    let cli: cli::Cli = match parse_flags() {
+        Ok(cli) => cli,
+        Err(exit) => return exit.into(),
+    };
     match commands::run(cli).await {
         Ok(code) => code,
         Err(failure) => {

@@ -513,3 +513,32 @@ async fn lag_counts_what_a_group_has_not_committed() {
     let unknown = circ(&env.namespace, &["lag", "--group", "nope"]);
     assert_eq!(unknown.status.code(), Some(64), "{}", describe(&unknown));
 }
+
+/// Usage errors are 64, like every binary's bad configuration, and never 2, which says that the
+/// cluster differs from the declaration. Nothing is contacted: the flags are refused first.
+#[test]
+fn a_usage_error_exits_64_and_help_exits_0() {
+    let usage: [&[&str]; 4] = [
+        &["topics", "plan", "--no-such-flag"],
+        &["no-such-command"],
+        &["lag", "--group"],
+        &["topics", "plan", "--replication-factor", "three"],
+    ];
+    for args in usage {
+        let output = circ("usage", args);
+        assert_eq!(
+            output.status.code(),
+            Some(64),
+            "{args:?}: {}",
+            describe(&output)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr).starts_with("error:"),
+            "{args:?}: {}",
+            describe(&output)
+        );
+    }
+    let help = circ("usage", &["--help"]);
+    assert_eq!(help.status.code(), Some(0), "{}", describe(&help));
+    assert!(stdout(&help).contains("Usage"), "{}", describe(&help));
+}

@@ -3,42 +3,28 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use circulatory::process::{init_logs, parse_flags, shutdown_signal, Exit, Logs};
 use circulatory_gateway::config::Config;
-use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CIRC_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    // Bad flags exit 64 like every other configuration problem (help and version exit 0).
-    let config = match Config::try_parse() {
+    init_logs(Logs::Service);
+    let config: Config = match parse_flags() {
         Ok(config) => config,
-        Err(e) if e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::from(64);
-        }
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
+        Err(exit) => return exit.into(),
     };
     let problems = config.problems();
     if !problems.is_empty() {
         for problem in &problems {
             eprintln!("gateway: configuration: {problem}");
         }
-        return ExitCode::from(64);
+        return Exit::Usage.into();
     }
     match run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Exit::Ok.into(),
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "gateway stopped");
-            ExitCode::from(1)
+            Exit::Failed.into()
         }
     }
 }
@@ -56,20 +42,4 @@ async fn run(config: Config) -> anyhow::Result<()> {
     .await?;
     tracing::info!("gateway stopped cleanly");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
-    tracing::info!("shutdown signal received: closing connections");
 }

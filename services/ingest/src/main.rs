@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
+use circulatory::process::{init_logs, parse_flags, shutdown_signal, Exit, Logs};
 use circulatory_ingest::config::Config;
-use clap::Parser;
 
 /// jemalloc for every allocation of the process, librdkafka's included. Per event the producer
 /// allocates and frees a message and each of its headers on three threads (request handler,
@@ -15,26 +15,23 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CIRC_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let config = Config::parse();
+    init_logs(Logs::Service);
+    let config: Config = match parse_flags() {
+        Ok(config) => config,
+        Err(exit) => return exit.into(),
+    };
     let problems = config.problems();
     if !problems.is_empty() {
         for problem in &problems {
             eprintln!("ingest: configuration: {problem}");
         }
-        return ExitCode::from(64);
+        return Exit::Usage.into();
     }
     match run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Exit::Ok.into(),
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "ingest stopped");
-            ExitCode::from(1)
+            Exit::Failed.into()
         }
     }
 }
@@ -46,20 +43,4 @@ async fn run(config: Config) -> anyhow::Result<()> {
     circulatory_ingest::serve(listener, service, &config, shutdown_signal()).await?;
     tracing::info!("ingest stopped cleanly");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
-    tracing::info!("shutdown signal received: draining");
 }

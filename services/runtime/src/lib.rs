@@ -12,6 +12,7 @@
 //! - [`auth`]: bearer tokens (JWT), verified by every HTTP surface, minted by `circ token`.
 //! - [`realtime`]: broadcasts on Redis pub/sub.
 //! - [`trace`]: the trace index (where each event is, what each group did with it).
+//! - [`process`]: every binary's edges: flags, exit codes, logs, the stop signal.
 
 pub mod asyncapi;
 pub mod auth;
@@ -24,6 +25,7 @@ pub mod duration;
 pub mod http_server;
 pub mod json;
 pub mod kafka;
+pub mod process;
 pub mod publisher;
 pub mod realtime;
 pub mod registry;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use circulatory::catalog::{Catalog, CatalogPaths};
 use circulatory::kafka::KafkaConfig;
+use circulatory::process::Exit;
 use circulatory::registry::{RegistryConfig, SchemaRegistry};
 
 use crate::cli::{Cli, Command, Global};
@@ -23,7 +24,7 @@ mod tail;
 mod token;
 mod topics;
 
-/// A failed command and the exit code it deserves (sysexits.h).
+/// A failed command and the exit code it deserves ([`Exit`]).
 #[derive(Debug)]
 pub(crate) enum Failure {
     /// Bad flags or configuration: 64.
@@ -38,12 +39,13 @@ pub(crate) enum Failure {
 
 impl Failure {
     pub(crate) fn exit_code(&self) -> ExitCode {
-        ExitCode::from(match self {
-            Failure::Usage(_) => 64,
-            Failure::Data(_) => 65,
-            Failure::Unavailable(_) => 69,
-            Failure::Other(_) => 1,
-        })
+        match self {
+            Failure::Usage(_) => Exit::Usage,
+            Failure::Data(_) => Exit::Data,
+            Failure::Unavailable(_) => Exit::Unavailable,
+            Failure::Other(_) => Exit::Failed,
+        }
+        .into()
     }
 }
 

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use circulatory::catalog::Catalog;
+use circulatory::process::Exit;
 use circulatory::topics::{TopicAdmin, TopicPlan, TopicsError};
 
 use super::{kafka_config, timeout, Failure, Outcome};
@@ -28,9 +29,9 @@ pub(crate) async fn run(global: &Global, catalog: &Catalog, action: TopicsAction
     print_plan(&plan, prune);
     if !apply {
         return Ok(if plan.is_noop() {
-            ExitCode::SUCCESS
+            Exit::Ok.into()
         } else {
-            ExitCode::from(2)
+            Exit::Differs.into()
         });
     }
     let deletes = prune && !plan.undeclared.is_empty();

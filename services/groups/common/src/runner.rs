@@ -19,6 +19,7 @@ use circulatory::catalog::{Catalog, CatalogPaths};
 use circulatory::consumer::telemetry::GroupMetrics;
 use circulatory::consumer::{ConsumerGroup, GroupSettings};
 use circulatory::kafka::KafkaConfig;
+use circulatory::process::{init_logs, parse_flags, shutdown_signal, Exit, Logs};
 use circulatory::registry::{RegistryConfig, SchemaRegistry};
 use circulatory::trace::TraceSettings;
 use clap::Parser;
@@ -109,14 +110,11 @@ pub fn main<O>(group: &'static str, register: Register<O>) -> ExitCode
 where
     O: clap::Args + Send + 'static,
 {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CIRC_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    let config = Config::<O>::parse();
+    init_logs(Logs::Service);
+    let config: Config<O> = match parse_flags() {
+        Ok(config) => config,
+        Err(exit) => return exit.into(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -124,7 +122,7 @@ where
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("{group}: cannot start the runtime: {e}");
-            return ExitCode::from(1);
+            return Exit::Failed.into();
         }
     };
     runtime.block_on(run(group, register, config))
@@ -145,21 +143,21 @@ async fn run<O: clap::Args>(
         Ok(catalog) => Arc::new(catalog),
         Err(e) => {
             eprintln!("{group}: {e}");
-            return ExitCode::from(64);
+            return Exit::Usage.into();
         }
     };
     let registry = match SchemaRegistry::new(RegistryConfig::new(config.registry.clone())) {
         Ok(registry) => Arc::new(registry),
         Err(e) => {
             eprintln!("{group}: registry: {e}");
-            return ExitCode::from(64);
+            return Exit::Usage.into();
         }
     };
     let deps = match Deps::connect(catalog.clone(), &config).await {
         Ok(deps) => deps,
         Err(e) => {
             eprintln!("{group}: {e:#}");
-            return ExitCode::from(69);
+            return Exit::Unavailable.into();
         }
     };
     let client_id = match &config.instance_id {
@@ -181,7 +179,7 @@ async fn run<O: clap::Args>(
     };
     if let Err(e) = check_timeouts(&settings) {
         eprintln!("{group}: {e}");
-        return ExitCode::from(64);
+        return Exit::Usage.into();
     }
     let consumer = match ConsumerGroup::new(catalog, group, kafka, registry) {
         Ok(consumer) => consumer
@@ -190,7 +188,7 @@ async fn run<O: clap::Args>(
             .metrics(GroupMetrics::new(&metrics_registry)),
         Err(e) => {
             eprintln!("{group}: {e}");
-            return ExitCode::from(64);
+            return Exit::Usage.into();
         }
     };
     let consumer = register(consumer, &deps, config.options);
@@ -200,7 +198,7 @@ async fn run<O: clap::Args>(
         Ok(listener) => listener,
         Err(e) => {
             eprintln!("{group}: cannot listen on {}: {e}", config.listen);
-            return ExitCode::from(69);
+            return Exit::Unavailable.into();
         }
     };
     let shutdown = CancellationToken::new();
@@ -222,11 +220,11 @@ async fn run<O: clap::Args>(
     match outcome {
         Ok(()) => {
             tracing::info!(group, "consumer group stopped cleanly");
-            ExitCode::SUCCESS
+            Exit::Ok.into()
         }
         Err(e) => {
             tracing::error!(group, error = %e, "consumer group stopped");
-            ExitCode::from(1)
+            Exit::Failed.into()
         }
     }
 }
@@ -296,19 +294,8 @@ async fn readyz(State(endpoints): State<Endpoints>) -> StatusCode {
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-        _ = shutdown.cancelled() => return,
+        _ = shutdown_signal() => shutdown.cancel(),
+        _ = shutdown.cancelled() => {}
     }
-    tracing::info!("shutdown signal received: draining");
-    shutdown.cancel();
 }

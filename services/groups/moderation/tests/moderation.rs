@@ -514,6 +514,20 @@ async fn an_unreachable_database_is_retried_then_dead_lettered() {
     assert!(emitted(&dead.env, "content.flagged").await.is_empty());
 }
 
+/// A flag the group does not know is a usage error, 64, like any bad configuration (the runner
+/// every group binary shares).
+#[test]
+fn an_unknown_flag_exits_64() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_moderation"))
+        .arg("--no-such-flag")
+        .env("CIRC_LOG", "off")
+        .output()
+        .expect("binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("--no-such-flag"), "{stderr}");
+}
+
 /// Runs the binary with a rules file; returns its exit code and what it wrote on stderr.
 fn run_binary_with_rules(rules: &std::path::Path) -> (Option<i32>, String) {
     let root = repo_root();
