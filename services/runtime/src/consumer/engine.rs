@@ -240,10 +240,12 @@ impl Engine {
         if let Finish::Parked { dependency } = &completion.finish {
             tracing::warn!(dependency = %dependency, "breaker open: event parked, group paused");
         }
-        {
+        if self.scheduler.needs_breakers(&completion) {
             let mut breakers = self.runtime.shared.breakers();
             self.scheduler
-                .on_completion(completion, Clock::read(), &mut breakers);
+                .on_completion(completion, Some((Clock::read(), &mut breakers)));
+        } else {
+            self.scheduler.on_completion(completion, None);
         }
         self.execute()
     }

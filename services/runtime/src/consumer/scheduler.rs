@@ -71,6 +71,8 @@ pub(crate) struct Job<W> {
     pub(crate) tp: Tp,
     pub(crate) key: Vec<u8>,
     pub(crate) work: W,
+    /// The tier of `tp`'s topic, looked up once when the event arrives.
+    pub(crate) tier: Option<Tier>,
 }
 
 /// What the engine must do, in the order given.
@@ -237,12 +239,22 @@ impl<W: Work> Scheduler<W> {
 
     /// Records the client delivered for owned partitions, in offset order per partition.
     pub(crate) fn on_records(&mut self, records: impl IntoIterator<Item = (Tp, W)>, clock: Clock) {
+        // A batch holds runs of records of one partition: its checks are made once per run.
+        let mut last: Option<(Tp, Option<Tier>)> = None;
         for (tp, work) in records {
-            if !self.assigned.contains(&tp) {
-                self.on_assigned(std::slice::from_ref(&tp));
-            }
+            let tier = match &last {
+                Some((seen, tier)) if *seen == tp => *tier,
+                _ => {
+                    if !self.assigned.contains(&tp) {
+                        self.on_assigned(std::slice::from_ref(&tp));
+                    }
+                    let tier = self.tier(&tp);
+                    last = Some((tp.clone(), tier));
+                    tier
+                }
+            };
             self.held += 1;
-            if let Some(tier) = self.tier(&tp) {
+            if let Some(tier) = tier {
                 *self.held_by_tier.entry(tier).or_default() += 1;
             }
             if self.limits.retry_topics.contains(&*tp.0) {
@@ -250,14 +262,14 @@ impl<W: Work> Scheduler<W> {
                     .delayed
                     .arrive(&tp, work.due_at_ms(), work, clock.wall_ms)
                 {
-                    Arrival::Due(work) => self.admit(tp, work),
+                    Arrival::Due(work) => self.admit(tp, tier, work),
                     Arrival::Held => self.command(Command::Pause {
                         tps: vec![tp],
                         reason: PauseReason::Delay,
                     }),
                 }
             } else {
-                self.admit(tp, work);
+                self.admit(tp, tier, work);
             }
         }
         self.release();
@@ -320,12 +332,20 @@ impl<W: Work> Scheduler<W> {
         self.release();
     }
 
-    /// A started event came back. `breakers` has already counted its outcome.
+    /// Whether [`Scheduler::on_completion`] needs the breakers and the time for `completion`:
+    /// only to end a trial or to release parked events. Every other completion is handled
+    /// without them, so the engine neither locks the breakers (which every succeeding task
+    /// takes too) nor reads a clock per event.
+    pub(crate) fn needs_breakers(&self, completion: &Completion<W>) -> bool {
+        completion.trial || !self.parked.is_empty()
+    }
+
+    /// A started event came back. `breakers` (with the time) has already counted its outcome;
+    /// it is given when [`Scheduler::needs_breakers`] says so.
     pub(crate) fn on_completion(
         &mut self,
         completion: Completion<W>,
-        clock: Clock,
-        breakers: &mut Dependencies,
+        breakers: Option<(Clock, &mut Dependencies)>,
     ) {
         let Completion {
             job,
@@ -334,8 +354,7 @@ impl<W: Work> Scheduler<W> {
             finish,
         } = completion;
         let trial_of = if trial { self.trial.take() } else { None };
-        let tier = self.tier(&job.tp);
-        self.slots.finish(tier);
+        self.slots.finish(job.tier);
         let (dead_lettered, error) = match finish {
             Finish::Parked { dependency } => {
                 self.parked.push_back(Parked { dependency, job });
@@ -356,22 +375,24 @@ impl<W: Work> Scheduler<W> {
         if self.limits.stores_offsets {
             self.unstored.insert(job.tp.clone());
         }
-        self.forget(&job.tp, 1);
-        if let Some(dependency) = trial_of {
-            // The trial ended without failing on its dependency (it succeeded, or failed for a
-            // reason of its own and was retried or dead-lettered): nothing says the dependency
-            // is still down, so the breaker closes and the parked events run; if it is down,
-            // they open it again.
-            breakers.trial_passed(&dependency);
-            self.release_parked(clock, breakers);
-        } else if !self.parked.is_empty() {
-            self.release_parked(clock, breakers);
+        self.forget_in(job.tier, 1);
+        if let Some((clock, breakers)) = breakers {
+            if let Some(dependency) = trial_of {
+                // The trial ended without failing on its dependency (it succeeded, or failed for
+                // a reason of its own and was retried or dead-lettered): nothing says the
+                // dependency is still down, so the breaker closes and the parked events run; if
+                // it is down, they open it again.
+                breakers.trial_passed(&dependency);
+                self.release_parked(clock, breakers);
+            } else if !self.parked.is_empty() {
+                self.release_parked(clock, breakers);
+            }
         }
         if let Some(flood) = self.flood_guard.record(dead_lettered, error) {
             self.command(Command::Stop(flood));
             return;
         }
-        let Job { tp, key, .. } = job;
+        let Job { tp, key, tier, .. } = job;
         if revoked {
             // Everything held for the partition is the next owner's, even if it comes back to
             // this process before a tick saw it leave: its old lanes and ready events must not
@@ -382,6 +403,7 @@ impl<W: Work> Scheduler<W> {
                 tp,
                 key,
                 work: next,
+                tier,
             });
         }
         self.release();
@@ -399,7 +421,8 @@ impl<W: Work> Scheduler<W> {
         self.update_tier_backpressure();
         let released = self.delayed.release(tick.clock.wall_ms);
         for (tp, work) in released.due {
-            self.admit(tp, work);
+            let tier = self.tier(&tp);
+            self.admit(tp, tier, work);
         }
         if !released.emptied.is_empty() {
             self.command(Command::Resume {
@@ -493,17 +516,21 @@ impl<W: Work> Scheduler<W> {
         self.paused_for_breaker = false;
     }
 
-    fn admit(&mut self, tp: Tp, work: W) {
+    fn admit(&mut self, tp: Tp, tier: Option<Tier>, work: W) {
         let key = work.lane_key();
         let lanes = self.lanes.entry(tp.clone()).or_default();
         if let Some(work) = lanes.admit(key.clone(), work) {
-            self.make_ready(Job { tp, key, work });
+            self.make_ready(Job {
+                tp,
+                key,
+                work,
+                tier,
+            });
         }
     }
 
     fn make_ready(&mut self, job: Job<W>) {
-        let tier = self.tier(&job.tp);
-        self.ready.push(tier, job);
+        self.ready.push(job.tier, job);
     }
 
     /// Starts ready events while slots are free, in the order [`Ready::next`] gives.
@@ -518,7 +545,7 @@ impl<W: Work> Scheduler<W> {
     }
 
     fn start(&mut self, job: Job<W>, trial: bool) {
-        self.slots.start(self.tier(&job.tp));
+        self.slots.start(job.tier);
         self.command(Command::Start { job, trial });
     }
 
@@ -573,8 +600,12 @@ impl<W: Work> Scheduler<W> {
 
     /// Forgets `count` events of `tp` the engine held: finished, or dropped on revocation.
     fn forget(&mut self, tp: &Tp, count: usize) {
+        self.forget_in(self.tier(tp), count);
+    }
+
+    fn forget_in(&mut self, tier: Option<Tier>, count: usize) {
         self.held = self.held.saturating_sub(count);
-        if let Some(n) = self.tier(tp).and_then(|t| self.held_by_tier.get_mut(&t)) {
+        if let Some(n) = tier.and_then(|t| self.held_by_tier.get_mut(&t)) {
             *n = n.saturating_sub(count);
         }
     }

@@ -222,8 +222,14 @@ impl Harness {
             revoked,
             finish,
         };
-        self.s
-            .on_completion(completion, self.clock(), &mut self.breakers);
+        // As the engine does: the breakers only when the scheduler asks for them.
+        if self.s.needs_breakers(&completion) {
+            let clock = self.clock();
+            self.s
+                .on_completion(completion, Some((clock, &mut self.breakers)));
+        } else {
+            self.s.on_completion(completion, None);
+        }
         self.execute();
     }
 
