@@ -3,6 +3,7 @@
 //! (`fixture-chat`, `fixture-ladder`, ...), never on a production group.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -226,6 +227,49 @@ async fn events_are_handled_once_and_offsets_committed() {
     running.stop().await.unwrap();
     assert_eq!(again.seen().len(), 1, "only the new event: {:?}", seen);
     assert_eq!(seen[0].id, extra.id);
+}
+
+/// `joined` is what a group binary's `/readyz` reports: false until the member holds its
+/// assignment, true while it runs, false once `run` has returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_is_joined_once_it_holds_its_partitions_until_it_stops() {
+    let env = fixture_env();
+    env.create_group_topics("fixture-chat").await;
+    let recorder = Recorder::succeeding();
+    let mut consumer = ConsumerGroup::new(
+        env.catalog.clone(),
+        "fixture-chat",
+        env.kafka.clone(),
+        env.registry.clone(),
+    )
+    .unwrap();
+    for event_type in &env.catalog.group("fixture-chat").unwrap().subscribe {
+        consumer = consumer.handler(event_type, recorder.clone());
+    }
+    let joined = consumer.joined();
+    assert!(!joined.load(Ordering::Acquire), "joined before it ran");
+    let stop = CancellationToken::new();
+    let running = Running {
+        stop: stop.clone(),
+        task: tokio::spawn(consumer.run(stop)),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !joined.load(Ordering::Acquire) {
+        assert!(Instant::now() < deadline, "never joined");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Joined means assigned: an event published now is handled without waiting for a join.
+    let publisher = env.publisher();
+    let delivered = env
+        .publish(&publisher, "message.sent", sample(&env, "message.sent"))
+        .await;
+    let seen = recorder.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(seen[0].id, delivered.id);
+    running.stop().await.unwrap();
+    assert!(
+        !joined.load(Ordering::Acquire),
+        "still joined after it stopped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -46,6 +46,7 @@ pub struct ConsumerGroup {
     pub(super) settings: GroupSettings,
     pub(super) metrics: Option<GroupMetrics>,
     pub(super) transactional: bool,
+    pub(super) joined: Arc<AtomicBool>,
 }
 
 impl ConsumerGroup {
@@ -70,7 +71,15 @@ impl ConsumerGroup {
             settings: GroupSettings::default(),
             metrics: None,
             transactional: false,
+            joined: Arc::default(),
         })
+    }
+
+    /// True once the group has joined its consumer group and holds its assignment (its
+    /// partitions; none when there are more members than partitions), false again when
+    /// [`ConsumerGroup::run`] returns: what a group binary's `/readyz` reports.
+    pub fn joined(&self) -> Arc<AtomicBool> {
+        self.joined.clone()
     }
 
     /// Registers the handler of one subscribed event type.
@@ -133,6 +142,7 @@ impl ConsumerGroup {
     /// Runs until `shutdown` is cancelled (then drains and commits) or the flood guard trips.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
         self.check()?;
+        let _leaving = ClearOnDrop(self.joined.clone());
         let group_id = self.group_id();
         let main_topics = self.catalog.group_topics(&self.group);
         // Retry rungs and the replay topic: records that already failed once, read before the
@@ -172,6 +182,7 @@ impl ConsumerGroup {
                 .transactional
                 .then(|| Transactions::new(self.settings.transaction_interval)),
             operator_paused: AtomicBool::new(false),
+            joined: self.joined.clone(),
         });
         let identity = Arc::new(identity(&self.kafka, &group_id, &self.settings));
         let stats_keys = StatsKeys::new(
@@ -406,5 +417,14 @@ pub(super) async fn initial_control(
             tracing::warn!("the operator control did not answer in time; running");
             false
         }
+    }
+}
+
+/// Clears the group's `joined` flag however `run` ends.
+struct ClearOnDrop(Arc<AtomicBool>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }

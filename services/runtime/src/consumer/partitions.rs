@@ -48,6 +48,8 @@ pub(super) struct Shared {
     pub(super) transactions: Option<Arc<Transactions>>,
     /// The engine applies an operator pause: partitions assigned meanwhile pause at once.
     pub(super) operator_paused: AtomicBool,
+    /// Set once the member has joined and holds its assignment ([`super::ConsumerGroup::joined`]).
+    pub(super) joined: Arc<AtomicBool>,
 }
 
 impl Shared {

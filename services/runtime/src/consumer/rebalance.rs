@@ -23,6 +23,14 @@ pub(crate) struct GroupContext {
 
 impl ClientContext for GroupContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
+        // Joined with no partition to hold (more members than partitions) is joined too.
+        if statistics
+            .cgrp
+            .as_ref()
+            .is_some_and(|g| g.state == "up" && g.join_state == "steady")
+        {
+            self.shared.joined.store(true, Ordering::Release);
+        }
         let mut table = self.shared.table();
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
@@ -144,6 +152,7 @@ impl ConsumerContext for GroupContext {
                         true,
                     );
                 }
+                self.shared.joined.store(true, Ordering::Release);
                 tracing::info!(partitions = list.count(), "partitions assigned");
             }
             Rebalance::Error(e) => tracing::error!(error = %e, "rebalance error"),
