@@ -32,6 +32,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use sqlx::PgConnection;
 
@@ -80,8 +81,8 @@ impl Default for Options {
     }
 }
 
-pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> ConsumerGroup {
-    [
+pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> Registered {
+    Ok([
         "video.viewed",
         "content.engagement",
         "like.added",
@@ -95,7 +96,7 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> Consu
             let (deps, options) = (deps.clone(), options.clone());
             async move { aggregate(&deps, &options, e).await }
         })
-    })
+    }))
 }
 
 /// The trending weight of an engagement action (0: not counted in trending).

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use sqlx::PgConnection;
 
@@ -15,9 +16,9 @@ use circulatory_groups::runner::NoOptions;
 
 pub const GROUP: &str = "audit-log";
 
-pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerGroup {
+pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
     let (a, b, c) = (deps.clone(), deps.clone(), deps.clone());
-    consumer
+    Ok(consumer
         .handler("admin.action", move |e: Event, _: Context| {
             let deps = a.clone();
             async move { admin_action(&deps, e).await }
@@ -29,7 +30,7 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerG
         .handler("system.health", move |e: Event, _: Context| {
             let deps = c.clone();
             async move { system_health(&deps, e).await }
-        })
+        }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -29,7 +29,16 @@ use tokio_util::sync::CancellationToken;
 use crate::deps::Deps;
 
 /// Adds a group's handlers, given the shared handles and the group's own flags.
-pub type Register<O> = fn(ConsumerGroup, &Deps, O) -> ConsumerGroup;
+pub type Register<O> = fn(ConsumerGroup, &Deps, O) -> Registered;
+
+/// What a group's `register` returns: the group with its handlers, or why it cannot run with
+/// these options (the runner reports it and exits 64, before anything is consumed).
+pub type Registered = Result<ConsumerGroup, RegisterError>;
+
+/// Why a group refused its options.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RegisterError(pub String);
 
 /// A group without flags of its own.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -191,9 +200,17 @@ async fn run<O: clap::Args>(
             return Exit::Usage.into();
         }
     };
-    let consumer = register(consumer, &deps, config.options);
+    let consumer = match register(consumer, &deps, config.options) {
+        Ok(consumer) => consumer,
+        Err(e) => {
+            eprintln!("{group}: {e}");
+            tracing::error!(group, error = %e, "the group refused its options");
+            return Exit::Usage.into();
+        }
+    };
 
-    let ready = Arc::new(AtomicBool::new(false));
+    // Ready once the group has joined and holds its partitions, not merely once it started.
+    let ready = consumer.joined();
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -206,15 +223,13 @@ async fn run<O: clap::Args>(
         listener,
         Endpoints {
             metrics: metrics_registry,
-            ready: ready.clone(),
+            ready,
         },
         shutdown.clone(),
     ));
     tokio::spawn(stop_on_signal(shutdown.clone()));
     tracing::info!(group, listen = %config.listen, "consumer group starting");
-    ready.store(true, Ordering::Relaxed);
     let outcome = consumer.run(shutdown.clone()).await;
-    ready.store(false, Ordering::Relaxed);
     shutdown.cancel();
     let _ = endpoints.await;
     match outcome {
@@ -286,7 +301,7 @@ async fn metrics(State(endpoints): State<Endpoints>) -> Result<String, StatusCod
 }
 
 async fn readyz(State(endpoints): State<Endpoints>) -> StatusCode {
-    if endpoints.ready.load(Ordering::Relaxed) {
+    if endpoints.ready.load(Ordering::Acquire) {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

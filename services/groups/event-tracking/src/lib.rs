@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 
 use circulatory_groups::deps::Deps;
@@ -28,14 +29,14 @@ pub const TRACKED: [&str; 7] = [
     "share.created",
 ];
 
-pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerGroup {
-    TRACKED.iter().fold(consumer, |consumer, event_type| {
+pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
+    Ok(TRACKED.iter().fold(consumer, |consumer, event_type| {
         let deps = deps.clone();
         consumer.handler(event_type, move |e: Event, _: Context| {
             let deps = deps.clone();
             async move { track(&deps, e).await }
         })
-    })
+    }))
 }
 
 /// What the columns of `analytics_events` hold for one event.

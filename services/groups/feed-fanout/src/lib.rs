@@ -30,6 +30,7 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
 use circulatory::realtime::RealtimeMessage;
+use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -99,17 +100,17 @@ struct Fanout {
     options: FeedOptions,
 }
 
-pub fn register(consumer: ConsumerGroup, deps: &Deps, options: FeedOptions) -> ConsumerGroup {
+pub fn register(consumer: ConsumerGroup, deps: &Deps, options: FeedOptions) -> Registered {
     let fanout = Arc::new(Fanout {
         deps: deps.clone(),
         options,
     });
-    consumer
+    Ok(consumer
         .handler("post.created", with(&fanout, post_created))
         .handler("video.published", with(&fanout, video_published))
         .handler("post.deleted", with(&fanout, post_deleted))
         .handler("feed.fanout", with(&fanout, feed_fanout))
-        .handler("feed.refresh", with(&fanout, feed_refresh))
+        .handler("feed.refresh", with(&fanout, feed_refresh)))
 }
 
 /// A handler that gets the shared state.

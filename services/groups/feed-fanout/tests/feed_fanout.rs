@@ -634,7 +634,11 @@ async fn an_unreachable_database_is_retried_then_dead_lettered() {
 /// Handler durations of the timed test.
 static METRICS: LazyLock<prometheus::Registry> = LazyLock::new(prometheus::Registry::new);
 
-fn register_timed(consumer: ConsumerGroup, deps: &Deps, options: FeedOptions) -> ConsumerGroup {
+fn register_timed(
+    consumer: ConsumerGroup,
+    deps: &Deps,
+    options: FeedOptions,
+) -> circulatory_groups::runner::Registered {
     register(consumer.metrics(GroupMetrics::new(&METRICS)), deps, options)
 }
 

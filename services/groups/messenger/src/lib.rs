@@ -16,6 +16,7 @@ use std::future::Future;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use circulatory::consumer::{exactly_once, Applied, ConsumerGroup, Context, Event, HandlerError};
+use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -33,11 +34,11 @@ const READ_BATCH: i64 = 500;
 /// Longest excerpt of a message in its notification, in characters.
 const PREVIEW_CHARS: usize = 100;
 
-pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerGroup {
-    consumer
+pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
+    Ok(consumer
         .handler("message.sent", with(deps, message_sent))
         .handler("message.delivered", with(deps, message_delivered))
-        .handler("message.read", with(deps, message_read))
+        .handler("message.read", with(deps, message_read)))
 }
 
 /// A handler that gets its own clone of the shared handles.

@@ -19,6 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use circulatory::catalog::Catalog;
 use circulatory::consumer::{exactly_once, Applied, ConsumerGroup, Context, Event, HandlerError};
+use circulatory_groups::runner::{RegisterError, Registered};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -69,17 +70,10 @@ struct Moderation {
     default_mute: chrono::Duration,
 }
 
-/// Adds the handlers. The rules are loaded and checked first: an invalid file ends the process
-/// with exit code 64 (a configuration error), before anything is consumed.
-pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> ConsumerGroup {
-    let rules = match load_rules(deps, &options.rules) {
-        Ok(rules) => rules,
-        Err(e) => {
-            eprintln!("{GROUP}: {e}");
-            tracing::error!(group = GROUP, error = %e, "invalid moderation rules");
-            std::process::exit(64);
-        }
-    };
+/// Adds the handlers. The rules are loaded and checked first: an invalid file is refused (the
+/// runner exits 64, a configuration error) before anything is consumed.
+pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> Registered {
+    let rules = load_rules(deps, &options.rules).map_err(|e| RegisterError(e.to_string()))?;
     tracing::info!(
         group = GROUP,
         rules = rules.rules().len(),
@@ -93,7 +87,7 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> Consu
             .unwrap_or_else(|_| chrono::Duration::days(1)),
     };
     let (a, b, c, d) = (m.clone(), m.clone(), m.clone(), m);
-    consumer
+    Ok(consumer
         .handler("post.created", move |e: Event, ctx: Context| {
             let m = a.clone();
             async move { post_created(&m, e, ctx).await }
@@ -112,7 +106,7 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> Consu
                 let m = d.clone();
                 async move { reviewed(&m, e, ctx).await }
             },
-        )
+        ))
 }
 
 /// Loads the rules file: its categories must be reasons of `content.flagged`, and its regexes

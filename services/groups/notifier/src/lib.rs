@@ -18,6 +18,7 @@ pub mod derived;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use circulatory::consumer::{exactly_once, Applied, ConsumerGroup, Context, Event, HandlerError};
+use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -32,8 +33,12 @@ use crate::delivery::{choose_channels, Adapters, Channel, Delivery, Preferences}
 pub const GROUP: &str = "notifier";
 
 /// The group with push and email delivered through the outbox.
-pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerGroup {
-    register_with(consumer, deps, Adapters::outbox(deps.pool.clone()))
+pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
+    Ok(register_with(
+        consumer,
+        deps,
+        Adapters::outbox(deps.pool.clone()),
+    ))
 }
 
 /// The group with the given channel adapters.

@@ -21,6 +21,7 @@ mod ledger;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -32,9 +33,9 @@ pub use ledger::{external_account, Account, Failure, Transfer};
 
 pub const GROUP: &str = "payments";
 
-pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerGroup {
+pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
     let (a, b) = (deps.clone(), deps.clone());
-    consumer
+    Ok(consumer
         .handler("payment.initiated", move |e: Event, ctx: Context| {
             let deps = a.clone();
             async move { payment_initiated(&deps, e, ctx).await }
@@ -42,7 +43,7 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerG
         .handler("payment.completed", move |e: Event, ctx: Context| {
             let deps = b.clone();
             async move { payment_completed(&deps, e, ctx).await }
-        })
+        }))
 }
 
 /// The `payment.initiated` payload.

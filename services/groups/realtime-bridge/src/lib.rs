@@ -12,6 +12,7 @@
 
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
 use circulatory::realtime::channels_for;
+use circulatory_groups::runner::Registered;
 
 use circulatory_groups::deps::Deps;
 use circulatory_groups::effects::redis_error;
@@ -23,19 +24,19 @@ pub const GROUP: &str = "realtime-bridge";
 pub const SENT_MARKER_TTL_SECS: u64 = 600;
 
 /// One handler per subscribed type (the group's subscriptions in the catalog).
-pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerGroup {
+pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
     let subscribed = deps
         .catalog
         .group(GROUP)
         .map(|g| g.subscribe.clone())
         .unwrap_or_default();
-    subscribed.iter().fold(consumer, |consumer, event_type| {
+    Ok(subscribed.iter().fold(consumer, |consumer, event_type| {
         let deps = deps.clone();
         consumer.handler(event_type, move |e: Event, ctx: Context| {
             let deps = deps.clone();
             async move { bridge(&deps, e, ctx).await }
         })
-    })
+    }))
 }
 
 /// The Redis key marking an event as published.

@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use sqlx::PgPool;
 
@@ -18,9 +19,9 @@ pub const GROUP: &str = "search-indexer";
 /// Most results [`search`] returns, whatever the caller asks.
 pub const MAX_LIMIT: i64 = 100;
 
-pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerGroup {
+pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
     let (a, b, c, d) = (deps.clone(), deps.clone(), deps.clone(), deps.clone());
-    consumer
+    Ok(consumer
         .handler("post.created", move |e: Event, _: Context| {
             let deps = a.clone();
             async move { post_created(&deps, e).await }
@@ -36,7 +37,7 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerG
         .handler("user.created", move |e: Event, _: Context| {
             let deps = d.clone();
             async move { user_created(&deps, e).await }
-        })
+        }))
 }
 
 /// One document to index.

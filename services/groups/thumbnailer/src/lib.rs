@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use chrono::{SecondsFormat, Utc};
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
 use circulatory_group_transcoder::media::{self, Media, MediaOptions, Probe, ProbeError};
+use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -30,7 +31,7 @@ struct Thumbnailer {
     limit: Duration,
 }
 
-pub fn register(consumer: ConsumerGroup, deps: &Deps, options: MediaOptions) -> ConsumerGroup {
+pub fn register(consumer: ConsumerGroup, deps: &Deps, options: MediaOptions) -> Registered {
     let timeout = deps
         .catalog
         .group(GROUP)
@@ -39,13 +40,13 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: MediaOptions) -> 
         media: Media::new(&options),
         limit: timeout.mul_f64(0.9),
     };
-    consumer.handler(
+    Ok(consumer.handler(
         "thumbnail.generation.started",
         move |e: Event, ctx: Context| {
             let t = thumbnailer.clone();
             async move { t.generation_started(e, ctx).await }
         },
-    )
+    ))
 }
 
 #[derive(Debug, Deserialize)]

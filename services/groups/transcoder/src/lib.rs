@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -78,7 +79,7 @@ struct Transcoder {
     max_attempts: u32,
 }
 
-pub fn register(consumer: ConsumerGroup, deps: &Deps, options: TranscoderOptions) -> ConsumerGroup {
+pub fn register(consumer: ConsumerGroup, deps: &Deps, options: TranscoderOptions) -> Registered {
     let group = deps.catalog.group(GROUP);
     let timeout = group.map_or(Duration::from_secs(3600), |g| g.timeout);
     let transcoder = Transcoder {
@@ -92,7 +93,7 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: TranscoderOptions
         max_attempts: group.map_or(1, |g| g.max_attempts),
     };
     let (a, b) = (transcoder.clone(), transcoder);
-    consumer
+    Ok(consumer
         .handler("video.uploaded", move |e: Event, ctx: Context| {
             let t = a.clone();
             async move { t.video_uploaded(e, ctx).await }
@@ -100,7 +101,7 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: TranscoderOptions
         .handler("video.transcode.started", move |e: Event, ctx: Context| {
             let t = b.clone();
             async move { t.transcode_started(e, ctx).await }
-        })
+        }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,6 +16,7 @@ use std::future::Future;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -27,13 +28,13 @@ use circulatory_groups::runner::NoOptions;
 
 pub const GROUP: &str = "user-lifecycle";
 
-pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerGroup {
-    consumer
+pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
+    Ok(consumer
         .handler("user.created", with(deps, user_created))
         .handler("user.verified", with(deps, user_verified))
         .handler("user.followed", with(deps, user_followed))
         .handler("user.unfollowed", with(deps, user_unfollowed))
-        .handler("user.blocked", with(deps, user_blocked))
+        .handler("user.blocked", with(deps, user_blocked)))
 }
 
 /// A handler that gets its own clone of the shared handles.

@@ -13,6 +13,7 @@
 
 use chrono::{DateTime, Utc};
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 
 use circulatory_groups::deps::Deps;
@@ -24,9 +25,9 @@ pub const GROUP: &str = "vector-embedding";
 /// The longest embedding accepted: bounds the work and the row size.
 pub const MAX_DIMENSIONS: usize = 4096;
 
-pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerGroup {
+pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
     let (a, b) = (deps.clone(), deps.clone());
-    consumer
+    Ok(consumer
         .handler("video.embedding.generated", move |e: Event, _: Context| {
             let deps = a.clone();
             async move { embedding_generated(&deps, e).await }
@@ -34,7 +35,7 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerG
         .handler("video.published", move |e: Event, _: Context| {
             let deps = b.clone();
             async move { video_published(&deps, e).await }
-        })
+        }))
 }
 
 #[derive(Debug, Deserialize)]

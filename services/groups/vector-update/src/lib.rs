@@ -22,6 +22,7 @@
 use chrono::{DateTime, Utc};
 use circulatory::consumer::exactly_once::{exactly_once, Applied};
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -65,10 +66,10 @@ fn learning_rate(text: &str) -> Result<f64, String> {
     }
 }
 
-pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> ConsumerGroup {
+pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> Registered {
     let (a, b, c) = (deps.clone(), deps.clone(), deps.clone());
     let (rate_a, rate_b) = (options.vector_learning_rate, options.vector_learning_rate);
-    consumer
+    Ok(consumer
         .handler("video.viewed", move |e: Event, ctx: Context| {
             let deps = a.clone();
             async move { video_viewed(&deps, rate_a, e, ctx).await }
@@ -80,7 +81,7 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> Consu
         .handler("recommendation.served", move |e: Event, _: Context| {
             let deps = c.clone();
             async move { recommendation_served(&deps, e).await }
-        })
+        }))
 }
 
 /// Strength of a view: the fraction watched (1 when completed), within [0, 1].

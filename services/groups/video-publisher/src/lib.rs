@@ -11,6 +11,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use circulatory::consumer::{exactly_once, Applied, ConsumerGroup, Context, Event, HandlerError};
+use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgConnection;
@@ -21,9 +22,9 @@ use circulatory_groups::runner::NoOptions;
 
 pub const GROUP: &str = "video-publisher";
 
-pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerGroup {
+pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
     let (a, b, c) = (deps.clone(), deps.clone(), deps.clone());
-    consumer
+    Ok(consumer
         .handler(
             "video.transcode.completed",
             move |e: Event, ctx: Context| {
@@ -41,7 +42,7 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> ConsumerG
         .handler("video.transcode.failed", move |e: Event, _: Context| {
             let deps = c.clone();
             async move { transcode_failed(&deps, e).await }
-        })
+        }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -132,7 +132,7 @@ async fn launch<O>(
     if let Some(metrics) = metrics {
         consumer = consumer.metrics(metrics);
     }
-    let consumer = register(consumer, deps, options);
+    let consumer = register(consumer, deps, options).expect("the group accepts its options");
     let stop = CancellationToken::new();
     let task = tokio::spawn(consumer.run(stop.clone()));
     Running { stop, task }
