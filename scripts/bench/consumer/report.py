@@ -102,6 +102,23 @@ def end_to_end(path):
     }
 
 
+def latency_runs(raw, pattern):
+    """The latency results of every run file (one consumer-bench invocation per run), each
+    result numbered with its file's run."""
+    results = []
+    for n, path in run_files(raw, pattern).items():
+        for result in (load_json(path) or {}).get("results") or []:
+            results.append(dict(result, run=n))
+    return {"results": results}
+
+
+def p99_of(latency, run, rate):
+    """One run's 202 → handler p99 at one rate, or None."""
+    row = next((r for r in latency.get("results", [])
+                if r.get("run") == run and r.get("rate") == rate), None)
+    return row["ms"]["202_to_handler"]["p99"] if row else None
+
+
 def run_files(raw, pattern):
     """{run number: path} for files like name-r<n>.ext."""
     out = {}
@@ -169,7 +186,7 @@ def main(raw, md_out, json_out):
                                              tp["consumer_perf_fetch_records_per_s"])
 
     # ---- latency ----
-    latency = load_json(os.path.join(raw, "latency.json")) or {"results": []}
+    latency = latency_runs(raw, "latency-r*.json")
     e2e = {n: end_to_end(p) for n, p in run_files(raw, "e2e-r*.txt").items()}
     e2e_med = {k: median([(r or {}).get(k) for r in e2e.values()])
                for k in ("avg_ms", "p50_ms", "p99_ms", "p99_9_ms")}
@@ -192,12 +209,13 @@ def main(raw, md_out, json_out):
     baseline = None
     if meta.get("baseline"):
         base_alo = {n: load_json(p) for n, p in run_files(raw, "group-base-alo-r*.json").items()}
-        base_latency = load_json(os.path.join(raw, "latency-base.json")) or {"results": []}
+        base_latency = latency_runs(raw, "latency-base-r*.json")
         base_by_rate = {}
         for rate in rates:
             rows = [r for r in base_latency.get("results", []) if r.get("rate") == rate]
             base_by_rate[rate] = {
-                f"send_to_handler_{p}_ms": median([r["ms"]["send_to_handler"][p] for r in rows])
+                f"{metric}_{p}_ms": median([r["ms"][metric][p] for r in rows])
+                for metric in ("send_to_handler", "202_to_handler")
                 for p in ("p50", "p99")
             }
         baseline = {
@@ -420,22 +438,29 @@ def main(raw, md_out, json_out):
         b = baseline
         w(f"## Beside commit {b['commit']}\n")
         w(f"The consumer-bench of commit {b['commit']} ran in the same invocation, on the same "
-          "broker, records and namespace: each throughput run of this commit is followed (odd runs) "
-          "or preceded (even runs) by one of the baseline, and its latency runs follow this "
-          "commit's at the same rates.\n")
+          "broker and records: each throughput run and each latency run (all rates, a namespace "
+          "and an ingest of its own) of this commit is followed (odd runs) or preceded (even "
+          "runs) by one of the baseline.\n")
         w(f"| | this commit ({meta['commit']}) | {b['commit']} | ratio |")
         w("|---|---:|---:|---:|")
         w(f"| at-least-once records/s (median) | {fmt(tp['alo_records_per_s'])} | "
           f"{fmt(b['alo_records_per_s'])} | **{fmt(b['ratio_at_least_once'], 2)}×** |")
         w(f"| CPU of the process (median) | {fmt(tp['alo_cpu_seconds'], 2)} s | "
           f"{fmt(b['alo_cpu_seconds'], 2)} s | |")
-        for rate in rates:
-            mine, theirs = by_rate[rate], b["by_rate_medians"][rate]
-            w(f"| send → handler p50 / p99 at {rate}/s (ms) | "
-              f"{fmt(mine['send_to_handler_p50_ms'], 2)} / {fmt(mine['send_to_handler_p99_ms'], 2)} | "
-              f"{fmt(theirs['send_to_handler_p50_ms'], 2)} / "
-              f"{fmt(theirs['send_to_handler_p99_ms'], 2)} | |")
+        for metric, name in (("send_to_handler", "send → handler"),
+                             ("202_to_handler", "202 → handler")):
+            for rate in rates:
+                mine, theirs = by_rate[rate], b["by_rate_medians"][rate]
+                w(f"| {name} p50 / p99 at {rate}/s (ms) | "
+                  f"{fmt(mine[f'{metric}_p50_ms'], 2)} / {fmt(mine[f'{metric}_p99_ms'], 2)} | "
+                  f"{fmt(theirs[f'{metric}_p50_ms'], 2)} / {fmt(theirs[f'{metric}_p99_ms'], 2)} | "
+                  f"{fmt(ratio(mine[f'{metric}_p99_ms'], theirs[f'{metric}_p99_ms']), 2)}× (p99) |")
         w("")
+        w("Per run, 202 → handler p99 (ms), this commit against the baseline: " + "; ".join(
+            f"{rate}/s: " + ", ".join(
+                f"{fmt(p99_of(latency, n, rate), 2)}/{fmt(p99_of(base_latency, n, rate), 2)}"
+                for n in range(1, runs + 1))
+            for rate in rates) + ".\n")
         w("Per run, at-least-once records/s: " + "; ".join(
             f"run {row['run']}: {fmt((row['group_at_least_once'] or {}).get('records_per_s'))} "
             f"against {fmt(b['runs'].get(row['run']))}" for row in throughput_runs) + ".\n")
