@@ -31,7 +31,7 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
-use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory::consumer::{ConsumerGroup, Event, HandlerError};
 use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use sqlx::PgConnection;
@@ -82,6 +82,7 @@ impl Default for Options {
 }
 
 pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> Registered {
+    let state = (deps.clone(), options);
     Ok([
         "video.viewed",
         "content.engagement",
@@ -91,11 +92,11 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> Regis
     ]
     .into_iter()
     .fold(consumer, |consumer, event_type| {
-        let (deps, options) = (deps.clone(), options.clone());
-        consumer.handler(event_type, move |e: Event, _: Context| {
-            let (deps, options) = (deps.clone(), options.clone());
-            async move { aggregate(&deps, &options, e).await }
-        })
+        consumer.handler_with(
+            event_type,
+            state.clone(),
+            |(deps, options), e, _| async move { aggregate(&deps, &options, e).await },
+        )
     }))
 }
 

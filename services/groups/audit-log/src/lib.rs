@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory::consumer::{ConsumerGroup, Event, HandlerError};
 use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use sqlx::PgConnection;
@@ -17,19 +17,15 @@ use circulatory_groups::runner::NoOptions;
 pub const GROUP: &str = "audit-log";
 
 pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
-    let (a, b, c) = (deps.clone(), deps.clone(), deps.clone());
     Ok(consumer
-        .handler("admin.action", move |e: Event, _: Context| {
-            let deps = a.clone();
-            async move { admin_action(&deps, e).await }
+        .handler_with("admin.action", deps.clone(), |deps, e, _| async move {
+            admin_action(&deps, e).await
         })
-        .handler("user.muted", move |e: Event, _: Context| {
-            let deps = b.clone();
-            async move { user_muted(&deps, e).await }
+        .handler_with("user.muted", deps.clone(), |deps, e, _| async move {
+            user_muted(&deps, e).await
         })
-        .handler("system.health", move |e: Event, _: Context| {
-            let deps = c.clone();
-            async move { system_health(&deps, e).await }
+        .handler_with("system.health", deps.clone(), |deps, e, _| async move {
+            system_health(&deps, e).await
         }))
 }
 

@@ -8,7 +8,7 @@
 //! from where an operator replays it; replays and redeliveries add nothing twice.
 
 use chrono::{DateTime, Utc};
-use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory::consumer::{ConsumerGroup, Event, HandlerError};
 use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 
@@ -31,10 +31,8 @@ pub const TRACKED: [&str; 7] = [
 
 pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
     Ok(TRACKED.iter().fold(consumer, |consumer, event_type| {
-        let deps = deps.clone();
-        consumer.handler(event_type, move |e: Event, _: Context| {
-            let deps = deps.clone();
-            async move { track(&deps, e).await }
+        consumer.handler_with(event_type, deps.clone(), |deps, e, _| async move {
+            track(&deps, e).await
         })
     }))
 }

@@ -24,7 +24,6 @@ mod feeds;
 mod follows;
 mod posts;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -106,24 +105,11 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: FeedOptions) -> R
         options,
     });
     Ok(consumer
-        .handler("post.created", with(&fanout, post_created))
-        .handler("video.published", with(&fanout, video_published))
-        .handler("post.deleted", with(&fanout, post_deleted))
-        .handler("feed.fanout", with(&fanout, feed_fanout))
-        .handler("feed.refresh", with(&fanout, feed_refresh)))
-}
-
-/// A handler that gets the shared state.
-fn with<F, Fut>(
-    fanout: &Arc<Fanout>,
-    handle: F,
-) -> impl Fn(Event, Context) -> Fut + Send + Sync + 'static
-where
-    F: Fn(Arc<Fanout>, Event, Context) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
-{
-    let fanout = fanout.clone();
-    move |event, ctx| handle(fanout.clone(), event, ctx)
+        .handler_with("post.created", fanout.clone(), post_created)
+        .handler_with("video.published", fanout.clone(), video_published)
+        .handler_with("post.deleted", fanout.clone(), post_deleted)
+        .handler_with("feed.fanout", fanout.clone(), feed_fanout)
+        .handler_with("feed.refresh", fanout.clone(), feed_refresh))
 }
 
 #[derive(Debug, Deserialize)]

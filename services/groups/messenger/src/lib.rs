@@ -12,8 +12,6 @@
 //! while the user is online. The decision taken when a message is stored is kept on its row, so
 //! a redelivery emits the same notification or none, whatever the presence is by then.
 
-use std::future::Future;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use circulatory::consumer::{exactly_once, Applied, ConsumerGroup, Context, Event, HandlerError};
 use circulatory_groups::runner::Registered;
@@ -36,19 +34,9 @@ const PREVIEW_CHARS: usize = 100;
 
 pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
     Ok(consumer
-        .handler("message.sent", with(deps, message_sent))
-        .handler("message.delivered", with(deps, message_delivered))
-        .handler("message.read", with(deps, message_read)))
-}
-
-/// A handler that gets its own clone of the shared handles.
-fn with<F, Fut>(deps: &Deps, handle: F) -> impl Fn(Event, Context) -> Fut + Send + Sync + 'static
-where
-    F: Fn(Deps, Event, Context) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
-{
-    let deps = deps.clone();
-    move |event, ctx| handle(deps.clone(), event, ctx)
+        .handler_with("message.sent", deps.clone(), message_sent)
+        .handler_with("message.delivered", deps.clone(), message_delivered)
+        .handler_with("message.read", deps.clone(), message_read))
 }
 
 /// The realtime channel of what a user receives (topics.yaml `realtime`).

@@ -86,27 +86,19 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> Regis
         default_mute: chrono::Duration::from_std(options.default_mute)
             .unwrap_or_else(|_| chrono::Duration::days(1)),
     };
-    let (a, b, c, d) = (m.clone(), m.clone(), m.clone(), m);
     Ok(consumer
-        .handler("post.created", move |e: Event, ctx: Context| {
-            let m = a.clone();
-            async move { post_created(&m, e, ctx).await }
+        .handler_with("post.created", m.clone(), |m, e, ctx| async move {
+            post_created(&m, e, ctx).await
         })
-        .handler("comment.added", move |e: Event, ctx: Context| {
-            let m = b.clone();
-            async move { comment_added(&m, e, ctx).await }
+        .handler_with("comment.added", m.clone(), |m, e, ctx| async move {
+            comment_added(&m, e, ctx).await
         })
-        .handler("content.flagged", move |e: Event, _: Context| {
-            let m = c.clone();
-            async move { content_flagged(&m, e).await }
+        .handler_with("content.flagged", m.clone(), |m, e, _| async move {
+            content_flagged(&m, e).await
         })
-        .handler(
-            "content.moderation.reviewed",
-            move |e: Event, ctx: Context| {
-                let m = d.clone();
-                async move { reviewed(&m, e, ctx).await }
-            },
-        ))
+        .handler_with("content.moderation.reviewed", m, |m, e, ctx| async move {
+            reviewed(&m, e, ctx).await
+        }))
 }
 
 /// Loads the rules file: its categories must be reasons of `content.flagged`, and its regexes

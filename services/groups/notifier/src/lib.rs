@@ -43,13 +43,14 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registere
 
 /// The group with the given channel adapters.
 pub fn register_with(consumer: ConsumerGroup, deps: &Deps, adapters: Adapters) -> ConsumerGroup {
-    let (created_deps, read_deps) = (deps.clone(), deps.clone());
     consumer
-        .handler("notification.created", move |e: Event, ctx: Context| {
-            notification_created(created_deps.clone(), adapters.clone(), e, ctx)
-        })
-        .handler("notification.read", move |e: Event, _: Context| {
-            notification_read(read_deps.clone(), e)
+        .handler_with(
+            "notification.created",
+            (deps.clone(), adapters),
+            |(deps, adapters), e, ctx| notification_created(deps, adapters, e, ctx),
+        )
+        .handler_with("notification.read", deps.clone(), |deps, e, _| {
+            notification_read(deps, e)
         })
         .handler("comment.added", derived::comment_added)
         .handler("like.added", derived::like_added)

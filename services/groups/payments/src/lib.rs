@@ -34,16 +34,17 @@ pub use ledger::{external_account, Account, Failure, Transfer};
 pub const GROUP: &str = "payments";
 
 pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
-    let (a, b) = (deps.clone(), deps.clone());
     Ok(consumer
-        .handler("payment.initiated", move |e: Event, ctx: Context| {
-            let deps = a.clone();
-            async move { payment_initiated(&deps, e, ctx).await }
-        })
-        .handler("payment.completed", move |e: Event, ctx: Context| {
-            let deps = b.clone();
-            async move { payment_completed(&deps, e, ctx).await }
-        }))
+        .handler_with(
+            "payment.initiated",
+            deps.clone(),
+            |deps, e, ctx| async move { payment_initiated(&deps, e, ctx).await },
+        )
+        .handler_with(
+            "payment.completed",
+            deps.clone(),
+            |deps, e, ctx| async move { payment_completed(&deps, e, ctx).await },
+        ))
 }
 
 /// The `payment.initiated` payload.

@@ -31,10 +31,8 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registere
         .map(|g| g.subscribe.clone())
         .unwrap_or_default();
     Ok(subscribed.iter().fold(consumer, |consumer, event_type| {
-        let deps = deps.clone();
-        consumer.handler(event_type, move |e: Event, ctx: Context| {
-            let deps = deps.clone();
-            async move { bridge(&deps, e, ctx).await }
+        consumer.handler_with(event_type, deps.clone(), |deps, e, ctx| async move {
+            bridge(&deps, e, ctx).await
         })
     }))
 }

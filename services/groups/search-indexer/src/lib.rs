@@ -5,7 +5,7 @@
 //! `post.created` cannot bring it back.
 
 use chrono::{DateTime, Utc};
-use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory::consumer::{ConsumerGroup, Event, HandlerError};
 use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -20,23 +20,18 @@ pub const GROUP: &str = "search-indexer";
 pub const MAX_LIMIT: i64 = 100;
 
 pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
-    let (a, b, c, d) = (deps.clone(), deps.clone(), deps.clone(), deps.clone());
     Ok(consumer
-        .handler("post.created", move |e: Event, _: Context| {
-            let deps = a.clone();
-            async move { post_created(&deps, e).await }
+        .handler_with("post.created", deps.clone(), |deps, e, _| async move {
+            post_created(&deps, e).await
         })
-        .handler("post.deleted", move |e: Event, _: Context| {
-            let deps = b.clone();
-            async move { post_deleted(&deps, e).await }
+        .handler_with("post.deleted", deps.clone(), |deps, e, _| async move {
+            post_deleted(&deps, e).await
         })
-        .handler("comment.added", move |e: Event, _: Context| {
-            let deps = c.clone();
-            async move { comment_added(&deps, e).await }
+        .handler_with("comment.added", deps.clone(), |deps, e, _| async move {
+            comment_added(&deps, e).await
         })
-        .handler("user.created", move |e: Event, _: Context| {
-            let deps = d.clone();
-            async move { user_created(&deps, e).await }
+        .handler_with("user.created", deps.clone(), |deps, e, _| async move {
+            user_created(&deps, e).await
         }))
 }
 

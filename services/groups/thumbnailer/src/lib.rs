@@ -40,12 +40,10 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: MediaOptions) -> 
         media: Media::new(&options),
         limit: timeout.mul_f64(0.9),
     };
-    Ok(consumer.handler(
+    Ok(consumer.handler_with(
         "thumbnail.generation.started",
-        move |e: Event, ctx: Context| {
-            let t = thumbnailer.clone();
-            async move { t.generation_started(e, ctx).await }
-        },
+        thumbnailer,
+        |t, e, ctx| async move { t.generation_started(e, ctx).await },
     ))
 }
 

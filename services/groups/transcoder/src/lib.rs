@@ -92,16 +92,17 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: TranscoderOptions
         encode_limit: timeout.mul_f64(0.9),
         max_attempts: group.map_or(1, |g| g.max_attempts),
     };
-    let (a, b) = (transcoder.clone(), transcoder);
     Ok(consumer
-        .handler("video.uploaded", move |e: Event, ctx: Context| {
-            let t = a.clone();
-            async move { t.video_uploaded(e, ctx).await }
-        })
-        .handler("video.transcode.started", move |e: Event, ctx: Context| {
-            let t = b.clone();
-            async move { t.transcode_started(e, ctx).await }
-        }))
+        .handler_with(
+            "video.uploaded",
+            transcoder.clone(),
+            |t, e, ctx| async move { t.video_uploaded(e, ctx).await },
+        )
+        .handler_with(
+            "video.transcode.started",
+            transcoder,
+            |t, e, ctx| async move { t.transcode_started(e, ctx).await },
+        ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,8 +12,6 @@
 //! is newer than the pair's `changed_at`, and the counts move only when `active` flips. Every
 //! effect runs through `apply_once`, so a redelivered event changes nothing more.
 
-use std::future::Future;
-
 use chrono::{DateTime, SecondsFormat, Utc};
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
 use circulatory_groups::runner::Registered;
@@ -30,21 +28,11 @@ pub const GROUP: &str = "user-lifecycle";
 
 pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
     Ok(consumer
-        .handler("user.created", with(deps, user_created))
-        .handler("user.verified", with(deps, user_verified))
-        .handler("user.followed", with(deps, user_followed))
-        .handler("user.unfollowed", with(deps, user_unfollowed))
-        .handler("user.blocked", with(deps, user_blocked)))
-}
-
-/// A handler that gets its own clone of the shared handles.
-fn with<F, Fut>(deps: &Deps, handle: F) -> impl Fn(Event, Context) -> Fut + Send + Sync + 'static
-where
-    F: Fn(Deps, Event, Context) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
-{
-    let deps = deps.clone();
-    move |event, ctx| handle(deps.clone(), event, ctx)
+        .handler_with("user.created", deps.clone(), user_created)
+        .handler_with("user.verified", deps.clone(), user_verified)
+        .handler_with("user.followed", deps.clone(), user_followed)
+        .handler_with("user.unfollowed", deps.clone(), user_unfollowed)
+        .handler_with("user.blocked", deps.clone(), user_blocked))
 }
 
 /// Id of a user's welcome notification: derived from the user, so every delivery of the user's

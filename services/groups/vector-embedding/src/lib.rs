@@ -12,7 +12,7 @@
 //! Both through `apply_once`: a redelivered event changes nothing more.
 
 use chrono::{DateTime, Utc};
-use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory::consumer::{ConsumerGroup, Event, HandlerError};
 use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 
@@ -26,15 +26,14 @@ pub const GROUP: &str = "vector-embedding";
 pub const MAX_DIMENSIONS: usize = 4096;
 
 pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
-    let (a, b) = (deps.clone(), deps.clone());
     Ok(consumer
-        .handler("video.embedding.generated", move |e: Event, _: Context| {
-            let deps = a.clone();
-            async move { embedding_generated(&deps, e).await }
-        })
-        .handler("video.published", move |e: Event, _: Context| {
-            let deps = b.clone();
-            async move { video_published(&deps, e).await }
+        .handler_with(
+            "video.embedding.generated",
+            deps.clone(),
+            |deps, e, _| async move { embedding_generated(&deps, e).await },
+        )
+        .handler_with("video.published", deps.clone(), |deps, e, _| async move {
+            video_published(&deps, e).await
         }))
 }
 

@@ -67,21 +67,23 @@ fn learning_rate(text: &str) -> Result<f64, String> {
 }
 
 pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> Registered {
-    let (a, b, c) = (deps.clone(), deps.clone(), deps.clone());
-    let (rate_a, rate_b) = (options.vector_learning_rate, options.vector_learning_rate);
+    let rate = options.vector_learning_rate;
     Ok(consumer
-        .handler("video.viewed", move |e: Event, ctx: Context| {
-            let deps = a.clone();
-            async move { video_viewed(&deps, rate_a, e, ctx).await }
-        })
-        .handler("user.interest", move |e: Event, ctx: Context| {
-            let deps = b.clone();
-            async move { user_interest(&deps, rate_b, e, ctx).await }
-        })
-        .handler("recommendation.served", move |e: Event, _: Context| {
-            let deps = c.clone();
-            async move { recommendation_served(&deps, e).await }
-        }))
+        .handler_with(
+            "video.viewed",
+            deps.clone(),
+            move |deps, e, ctx| async move { video_viewed(&deps, rate, e, ctx).await },
+        )
+        .handler_with(
+            "user.interest",
+            deps.clone(),
+            move |deps, e, ctx| async move { user_interest(&deps, rate, e, ctx).await },
+        )
+        .handler_with(
+            "recommendation.served",
+            deps.clone(),
+            |deps, e, _| async move { recommendation_served(&deps, e).await },
+        ))
 }
 
 /// Strength of a view: the fraction watched (1 when completed), within [0, 1].

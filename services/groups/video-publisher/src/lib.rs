@@ -23,26 +23,22 @@ use circulatory_groups::runner::NoOptions;
 pub const GROUP: &str = "video-publisher";
 
 pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
-    let (a, b, c) = (deps.clone(), deps.clone(), deps.clone());
     Ok(consumer
-        .handler(
+        .handler_with(
             "video.transcode.completed",
-            move |e: Event, ctx: Context| {
-                let deps = a.clone();
-                async move { transcode_completed(&deps, e, ctx).await }
-            },
+            deps.clone(),
+            |deps, e, ctx| async move { transcode_completed(&deps, e, ctx).await },
         )
-        .handler(
+        .handler_with(
             "thumbnail.generation.completed",
-            move |e: Event, ctx: Context| {
-                let deps = b.clone();
-                async move { thumbnail_completed(&deps, e, ctx).await }
-            },
+            deps.clone(),
+            |deps, e, ctx| async move { thumbnail_completed(&deps, e, ctx).await },
         )
-        .handler("video.transcode.failed", move |e: Event, _: Context| {
-            let deps = c.clone();
-            async move { transcode_failed(&deps, e).await }
-        }))
+        .handler_with(
+            "video.transcode.failed",
+            deps.clone(),
+            |deps, e, _| async move { transcode_failed(&deps, e).await },
+        ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,6 +3,7 @@
 // Per-event lookups (partitions, keys, event types) use a fast hasher: the keys come from
 // the group's own topics and records, and no map grows beyond the records it holds.
 use foldhash::{HashMap, HashMapExt};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use crate::consumer::dependencies::Dependencies;
 use crate::consumer::engine::Engine;
 use crate::consumer::error::ConsumerError;
 use crate::consumer::flood_guard::FloodGuard;
-use crate::consumer::handler::Handler;
+use crate::consumer::handler::{Context, Event, Handler, HandlerError};
 use crate::consumer::partitions::Shared;
 use crate::consumer::poll::{spawn_poll_thread, POLL_BATCH};
 use crate::consumer::rebalance::create_consumer;
@@ -87,6 +88,20 @@ impl ConsumerGroup {
         self.handlers
             .insert(event_type.to_string(), Arc::new(handler));
         self
+    }
+
+    /// Registers the handler of one subscribed event type with state its calls share: each call
+    /// gets its own clone of `state` (a struct of cheap handles, or an `Arc`), so a handler is a
+    /// plain `async fn(state, event, ctx)` and `register` clones nothing by hand.
+    pub fn handler_with<S, F, Fut>(self, event_type: &str, state: S, handle: F) -> Self
+    where
+        S: Clone + Send + Sync + 'static,
+        F: Fn(S, Event, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.handler(event_type, move |event, ctx| {
+            handle(state.clone(), event, ctx)
+        })
     }
 
     /// Redis for realtime broadcasts requested by handlers.
