@@ -275,6 +275,110 @@ fn format_amount(minor: i64, currency: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use circulatory::consumer::testing::{event, handle};
+
+    const GROUP: &str = "notifier";
+
+    fn ids() -> (Uuid, Uuid, Uuid) {
+        (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4())
+    }
+
+    #[tokio::test]
+    async fn a_comment_notifies_the_post_s_author_and_one_s_own_comment_nobody() {
+        let (comment, post, author) = ids();
+        let owner = Uuid::new_v4();
+        let data = |author: Uuid| {
+            json!({
+                "commentId": comment, "postId": post, "authorId": author,
+                "postAuthorId": owner, "text": "  nice clip  ",
+                "createdAt": "2026-11-27T10:00:00Z"
+            })
+        };
+        let handled = handle(GROUP, &comment_added, event("comment.added", data(author))).await;
+        assert_eq!(handled.result, Ok(()));
+        let sent = handled.emitted_data("notification.created");
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0]["userId"], owner.to_string());
+        assert_eq!(sent[0]["actorId"], author.to_string());
+        assert_eq!(sent[0]["kind"], "COMMENT");
+        assert_eq!(sent[0]["body"], "nice clip");
+        assert_eq!(
+            sent[0]["notificationId"],
+            notification_id(&format!("comment/{comment}")).to_string()
+        );
+        assert_eq!(sent[0]["channels"], json!(["IN_APP", "PUSH"]));
+
+        let own = handle(GROUP, &comment_added, event("comment.added", data(owner))).await;
+        assert_eq!(own.result, Ok(()));
+        assert!(own.emitted.is_empty(), "{:?}", own.emitted);
+    }
+
+    #[tokio::test]
+    async fn the_same_like_published_twice_asks_for_one_notification() {
+        let (post, liker, owner) = ids();
+        let data = json!({
+            "postId": post, "userId": liker, "postAuthorId": owner,
+            "likedAt": "2026-11-27T10:00:00Z"
+        });
+        // Two events (two ids) for one activity: the notification id is the activity's.
+        let first = handle(GROUP, &like_added, event("like.added", data.clone())).await;
+        let second = handle(GROUP, &like_added, event("like.added", data)).await;
+        let (a, b) = (
+            first.emitted_data("notification.created"),
+            second.emitted_data("notification.created"),
+        );
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0]["notificationId"], b[0]["notificationId"]);
+    }
+
+    #[tokio::test]
+    async fn a_payment_sends_a_receipt_and_tells_another_payee() {
+        let (payment, payer, payee) = ids();
+        let data = |payee: Option<Uuid>, kind: &str| {
+            json!({
+                "paymentId": payment, "payerId": payer, "payeeId": payee,
+                "amountMinor": 1250, "currency": "USD", "kind": kind,
+                "completedAt": "2026-11-27T10:00:00Z"
+            })
+        };
+        let tip = handle(
+            GROUP,
+            &payment_completed,
+            event("payment.completed", data(Some(payee), "TIP")),
+        )
+        .await;
+        let sent = tip.emitted_data("notification.created");
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert_eq!(sent[0]["userId"], payer.to_string());
+        assert_eq!(sent[0]["body"], "You paid 12.50 USD (tip).");
+        assert_eq!(sent[1]["userId"], payee.to_string());
+        assert_eq!(sent[1]["body"], "You received 12.50 USD (tip).");
+        let top_up = handle(
+            GROUP,
+            &payment_completed,
+            event("payment.completed", data(None, "TOP_UP")),
+        )
+        .await;
+        let sent = top_up.emitted_data("notification.created");
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0]["body"], "You added 12.50 USD to your wallet.");
+    }
+
+    #[tokio::test]
+    async fn a_payload_that_does_not_match_is_a_permanent_failure() {
+        let handled = handle(
+            GROUP,
+            &user_followed,
+            event("user.followed", json!({ "followerId": "not a uuid" })),
+        )
+        .await;
+        assert!(
+            matches!(handled.result, Err(HandlerError::Permanent(_))),
+            "{:?}",
+            handled.result
+        );
+        assert!(handled.emitted.is_empty());
+    }
 
     #[test]
     fn amounts_use_the_currency_exponent() {

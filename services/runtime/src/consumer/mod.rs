@@ -27,6 +27,7 @@
 //! - [`stats`]: the operators' figures, shared in Redis across instances.
 //! - [`transactions`]: Kafka transactions for groups whose effects are only Kafka records.
 //! - `trace_steps`: what the engine reports to the trace index.
+//! - [`testing`] (feature `testing`): a handler run in-process, its effects read back.
 
 pub mod breaker;
 pub(crate) mod clock;
@@ -53,6 +54,8 @@ pub mod settings;
 pub mod stats;
 pub(crate) mod task;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub(crate) mod trace_steps;
 pub mod transactions;
 
