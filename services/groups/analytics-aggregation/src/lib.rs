@@ -25,19 +25,19 @@
 //! The Redis changes of one event run in one Lua script that first sets the event's `seen` marker
 //! (`SET NX EX`) and changes nothing when it was already there, so a redelivery within the marker's
 //! lifetime counts nothing twice. The PostgreSQL rollups (`content_stats_hourly` per content and
-//! hour, `creator_stats_daily` per author and UTC day) go through `apply_once` and are exact
+//! hour, `creator_stats_daily` per author and UTC day) go through `exactly_once` and are exact
 //! whatever the delay.
 
 use std::sync::LazyLock;
 
 use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
-use circulatory::consumer::{ConsumerGroup, Event, HandlerError};
+use circulatory::consumer::{exactly_once, ConsumerGroup, Event, HandlerError};
 use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use sqlx::PgConnection;
 
 use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::{apply_once, db, redis_error};
+use circulatory_groups::effects::{db, redis_error};
 
 pub const GROUP: &str = "analytics-aggregation";
 
@@ -294,10 +294,11 @@ return 1
 async fn aggregate(deps: &Deps, options: &Options, event: Event) -> Result<(), HandlerError> {
     let aggregate = Aggregate::of(&event)?;
     count_in_redis(deps, options, event.id(), &aggregate).await?;
-    apply_once(deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move { roll_up(tx, &aggregate).await })
     })
     .await
+    .map(drop)
 }
 
 async fn count_in_redis(

@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use circulatory::consumer::{ConsumerGroup, Event, HandlerError};
+use circulatory::consumer::{exactly_once, ConsumerGroup, Event, HandlerError};
 use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use sqlx::PgConnection;
 
 use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::{apply_once, db};
+use circulatory_groups::effects::db;
 use circulatory_groups::runner::NoOptions;
 
 pub const GROUP: &str = "audit-log";
@@ -53,10 +53,11 @@ async fn admin_action(deps: &Deps, event: Event) -> Result<(), HandlerError> {
         occurred_at: p.performed_at,
     };
     let (event_id, event_type) = (event.id().to_string(), event.event_type().to_string());
-    apply_once(deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move { trail.append(tx, &event_id, &event_type).await })
     })
     .await
+    .map(drop)
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,10 +83,11 @@ async fn user_muted(deps: &Deps, event: Event) -> Result<(), HandlerError> {
         occurred_at: p.muted_at,
     };
     let (event_id, event_type) = (event.id().to_string(), event.event_type().to_string());
-    apply_once(deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move { trail.append(tx, &event_id, &event_type).await })
     })
     .await
+    .map(drop)
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,7 +103,7 @@ struct SystemHealth {
 async fn system_health(deps: &Deps, event: Event) -> Result<(), HandlerError> {
     let p: SystemHealth = event.payload()?;
     let (event_id, event_type) = (event.id().to_string(), event.event_type().to_string());
-    apply_once(deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             let instance = p.instance.clone().unwrap_or_default();
             let details = serde_json::to_value(&p.details).unwrap_or_default();
@@ -159,6 +161,7 @@ async fn system_health(deps: &Deps, event: Event) -> Result<(), HandlerError> {
         })
     })
     .await
+    .map(drop)
 }
 
 /// One row of the trail.

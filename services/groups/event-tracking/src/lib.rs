@@ -8,12 +8,12 @@
 //! from where an operator replays it; replays and redeliveries add nothing twice.
 
 use chrono::{DateTime, Utc};
-use circulatory::consumer::{ConsumerGroup, Event, HandlerError};
+use circulatory::consumer::{exactly_once, ConsumerGroup, Event, HandlerError};
 use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 
 use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::{apply_once, db};
+use circulatory_groups::effects::db;
 use circulatory_groups::runner::NoOptions;
 
 pub const GROUP: &str = "event-tracking";
@@ -159,7 +159,7 @@ async fn track(deps: &Deps, event: Event) -> Result<(), HandlerError> {
     let row = TrackedEvent::of(&event)?;
     let (event_id, event_type) = (event.id().to_string(), event.event_type().to_string());
     let payload = event.data.clone();
-    apply_once(deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             // The unique event id keeps the trail exact even after processed_events rows age out.
             sqlx::query(
@@ -183,4 +183,5 @@ async fn track(deps: &Deps, event: Event) -> Result<(), HandlerError> {
         })
     })
     .await
+    .map(drop)
 }

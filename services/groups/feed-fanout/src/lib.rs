@@ -27,14 +27,13 @@ mod posts;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory::consumer::{exactly_once, ConsumerGroup, Context, Event, HandlerError};
 use circulatory::realtime::RealtimeMessage;
 use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use serde_json::json;
 
 use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::apply_once;
 
 pub use feeds::{feed_key, updates_channel};
 pub use follows::{follower_count, followers};
@@ -135,7 +134,7 @@ async fn post_created(fanout: Arc<Fanout>, event: Event, ctx: Context) -> Result
         deleted: false,
     };
     let record = post.clone();
-    apply_once(&fanout.deps, GROUP, &event, move |tx| {
+    exactly_once(&fanout.deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move { posts::created(tx, &record).await })
     })
     .await?;
@@ -167,7 +166,7 @@ async fn video_published(
         deleted: false,
     };
     let record = post.clone();
-    apply_once(&fanout.deps, GROUP, &event, move |tx| {
+    exactly_once(&fanout.deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move { posts::video_published(tx, &record).await })
     })
     .await?;
@@ -185,7 +184,7 @@ struct PostDeleted {
 async fn post_deleted(fanout: Arc<Fanout>, event: Event, ctx: Context) -> Result<(), HandlerError> {
     let d: PostDeleted = event.payload()?;
     let (post_id, author_id) = (d.post_id.clone(), d.author_id.clone());
-    apply_once(&fanout.deps, GROUP, &event, move |tx| {
+    exactly_once(&fanout.deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move { posts::deleted(tx, &post_id, &author_id, d.deleted_at).await })
     })
     .await?;

@@ -1,5 +1,5 @@
 //! `feed_posts`: the posts and published videos this group has seen. Written exactly once per
-//! event (through `apply_once`), read to decide whether a post belongs in feeds (visible and not
+//! event (through `exactly_once`), read to decide whether a post belongs in feeds (visible and not
 //! deleted) and to rebuild a feed from the posts of the people a user follows.
 
 use chrono::{DateTime, Utc};

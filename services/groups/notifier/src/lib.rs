@@ -25,7 +25,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::{apply_once, db};
+use circulatory_groups::effects::db;
 use circulatory_groups::runner::NoOptions;
 
 use crate::delivery::{choose_channels, Adapters, Channel, Delivery, Preferences};
@@ -224,7 +224,7 @@ struct NotificationRead {
 
 async fn notification_read(deps: Deps, event: Event) -> Result<(), HandlerError> {
     let p: NotificationRead = event.payload()?;
-    apply_once(&deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             let owner: Option<(Uuid,)> =
                 sqlx::query_as("SELECT user_id FROM notifications WHERE id = $1 FOR UPDATE")
@@ -258,4 +258,5 @@ async fn notification_read(deps: Deps, event: Event) -> Result<(), HandlerError>
         })
     })
     .await
+    .map(drop)
 }

@@ -20,13 +20,13 @@
 mod ledger;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory::consumer::{exactly_once, ConsumerGroup, Context, Event, HandlerError};
 use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use serde_json::json;
 
 use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::{apply_once, db};
+use circulatory_groups::effects::db;
 use circulatory_groups::runner::NoOptions;
 
 pub use ledger::{external_account, Account, Failure, Transfer};
@@ -68,7 +68,7 @@ async fn payment_initiated(deps: &Deps, event: Event, ctx: Context) -> Result<()
     let payment: PaymentInitiated = event.payload()?;
     let event_id = event.id().to_string();
     let (p, id) = (payment.clone(), event_id.clone());
-    apply_once(deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move { ledger::decide(tx, &id, &p).await })
     })
     .await?;

@@ -5,13 +5,13 @@
 //! `post.created` cannot bring it back.
 
 use chrono::{DateTime, Utc};
-use circulatory::consumer::{ConsumerGroup, Event, HandlerError};
+use circulatory::consumer::{exactly_once, ConsumerGroup, Event, HandlerError};
 use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use sqlx::PgPool;
 
 use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::{apply_once, db};
+use circulatory_groups::effects::db;
 use circulatory_groups::runner::NoOptions;
 
 pub const GROUP: &str = "search-indexer";
@@ -49,7 +49,7 @@ struct Document {
 impl Document {
     /// Adds the document; an existing one keeps its state (a deleted post stays deleted).
     async fn index(self, deps: &Deps, event: &Event) -> Result<(), HandlerError> {
-        apply_once(deps, GROUP, event, move |tx| {
+        exactly_once(&deps.pool, GROUP, event, move |tx| {
             Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO search_documents \
@@ -76,6 +76,7 @@ impl Document {
             })
         })
         .await
+        .map(drop)
     }
 }
 
@@ -123,7 +124,7 @@ struct PostDeleted {
 /// deletion arrives before the post itself).
 async fn post_deleted(deps: &Deps, event: Event) -> Result<(), HandlerError> {
     let p: PostDeleted = event.payload()?;
-    apply_once(deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             sqlx::query(
                 "INSERT INTO search_documents \
@@ -144,6 +145,7 @@ async fn post_deleted(deps: &Deps, event: Event) -> Result<(), HandlerError> {
         })
     })
     .await
+    .map(drop)
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,13 +26,13 @@ pub mod testing;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory::consumer::{exactly_once, ConsumerGroup, Context, Event, HandlerError};
 use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use serde_json::json;
 
 use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::{apply_once, db};
+use circulatory_groups::effects::db;
 
 use crate::hls::{Encoding, Rendition};
 use crate::media::{Media, MediaOptions, Probe, ProbeError, ToolError};
@@ -157,7 +157,7 @@ impl Transcoder {
         let row = probe.as_ref().ok().cloned();
         let video_id = p.video_id;
         let (author_id, key) = (p.author_id, p.object_key.clone());
-        apply_once(&self.deps, GROUP, &event, move |tx| {
+        exactly_once(&self.deps.pool, GROUP, &event, move |tx| {
             Box::pin(async move {
                 // One row per video: the first upload event wins; a second one is a duplicate.
                 sqlx::query(
@@ -352,7 +352,10 @@ impl Transcoder {
             .await?;
         drop(scratch);
         // Records that this run finished (see the redelivery check above).
-        apply_once(&self.deps, GROUP, &event, |_| Box::pin(async { Ok(()) })).await?;
+        exactly_once(&self.deps.pool, GROUP, &event, |_| {
+            Box::pin(async { Ok(()) })
+        })
+        .await?;
         self.emit_completed(&ctx, &p, &renditions, probe.duration_ms);
         Ok(())
     }

@@ -10,10 +10,10 @@
 //! Follow state is last-writer-wins by event time: follows and unfollows of one pair can arrive
 //! out of order (a retried event runs after newer ones), so a change applies only when its event
 //! is newer than the pair's `changed_at`, and the counts move only when `active` flips. Every
-//! effect runs through `apply_once`, so a redelivered event changes nothing more.
+//! effect runs through `exactly_once`, so a redelivered event changes nothing more.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory::consumer::{exactly_once, ConsumerGroup, Context, Event, HandlerError};
 use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 use serde_json::json;
@@ -21,7 +21,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::{apply_once, db};
+use circulatory_groups::effects::db;
 use circulatory_groups::runner::NoOptions;
 
 pub const GROUP: &str = "user-lifecycle";
@@ -78,7 +78,7 @@ async fn user_created(deps: Deps, event: Event, ctx: Context) -> Result<(), Hand
         "channels": if p.email.is_some() { json!(["IN_APP", "EMAIL"]) } else { json!(["IN_APP"]) },
         "createdAt": p.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
     });
-    apply_once(&deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             // A row made earlier by a follow or a verification gets its identity now; a second
             // user.created for the same user (another event id) changes nothing.
@@ -139,7 +139,7 @@ struct UserVerified {
 
 async fn user_verified(deps: Deps, event: Event, _: Context) -> Result<(), HandlerError> {
     let p: UserVerified = event.payload()?;
-    apply_once(&deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             sqlx::query(
                 "INSERT INTO user_profiles (user_id, verified_kinds, verified_at) \
@@ -162,6 +162,7 @@ async fn user_verified(deps: Deps, event: Event, _: Context) -> Result<(), Handl
         })
     })
     .await
+    .map(drop)
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,7 +178,7 @@ async fn user_followed(deps: Deps, event: Event, _: Context) -> Result<(), Handl
     if p.follower_id == p.followee_id {
         return Err(HandlerError::permanent("a user cannot follow themselves"));
     }
-    apply_once(&deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             if blocked_between(tx, p.follower_id, p.followee_id).await? {
                 return Ok(());
@@ -186,6 +187,7 @@ async fn user_followed(deps: Deps, event: Event, _: Context) -> Result<(), Handl
         })
     })
     .await
+    .map(drop)
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,12 +200,13 @@ struct UserUnfollowed {
 
 async fn user_unfollowed(deps: Deps, event: Event, _: Context) -> Result<(), HandlerError> {
     let p: UserUnfollowed = event.payload()?;
-    apply_once(&deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             set_follow(tx, p.follower_id, p.followee_id, false, p.unfollowed_at).await
         })
     })
     .await
+    .map(drop)
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,7 +222,7 @@ async fn user_blocked(deps: Deps, event: Event, _: Context) -> Result<(), Handle
     if p.user_id == p.blocked_user_id {
         return Err(HandlerError::permanent("a user cannot block themselves"));
     }
-    apply_once(&deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             sqlx::query(
                 "INSERT INTO user_blocks (blocker_id, blocked_id, blocked_at) VALUES ($1, $2, $3) \
@@ -252,6 +255,7 @@ async fn user_blocked(deps: Deps, event: Event, _: Context) -> Result<(), Handle
         })
     })
     .await
+    .map(drop)
 }
 
 /// Whether either user blocked the other (blocks are permanent: there is no unblock event).

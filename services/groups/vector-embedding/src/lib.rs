@@ -9,15 +9,15 @@
 //!   embedding it appears in the `recommendation_candidates` view; `vector-update` moves users'
 //!   vectors towards the embeddings of the videos they watch.
 //!
-//! Both through `apply_once`: a redelivered event changes nothing more.
+//! Both through `exactly_once`: a redelivered event changes nothing more.
 
 use chrono::{DateTime, Utc};
-use circulatory::consumer::{ConsumerGroup, Event, HandlerError};
+use circulatory::consumer::{exactly_once, ConsumerGroup, Event, HandlerError};
 use circulatory_groups::runner::Registered;
 use serde::Deserialize;
 
 use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::{apply_once, db};
+use circulatory_groups::effects::db;
 use circulatory_groups::runner::NoOptions;
 
 pub const GROUP: &str = "vector-embedding";
@@ -83,7 +83,7 @@ async fn embedding_generated(deps: &Deps, event: Event) -> Result<(), HandlerErr
     if p.model.trim().is_empty() {
         return Err(HandlerError::permanent("the model name is empty"));
     }
-    apply_once(deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             sqlx::query(
                 "INSERT INTO video_embeddings (video_id, model, author_id, dimensions, vector, \
@@ -108,6 +108,7 @@ async fn embedding_generated(deps: &Deps, event: Event) -> Result<(), HandlerErr
         })
     })
     .await
+    .map(drop)
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,7 +124,7 @@ struct VideoPublished {
 
 async fn video_published(deps: &Deps, event: Event) -> Result<(), HandlerError> {
     let p: VideoPublished = event.payload()?;
-    apply_once(deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             sqlx::query(
                 "INSERT INTO recommendable_videos (video_id, author_id, post_id, hashtags, \
@@ -148,6 +149,7 @@ async fn video_published(deps: &Deps, event: Event) -> Result<(), HandlerError> 
         })
     })
     .await
+    .map(drop)
 }
 
 #[cfg(test)]

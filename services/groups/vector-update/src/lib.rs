@@ -28,7 +28,7 @@ use serde_json::json;
 use sqlx::PgConnection;
 
 use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::{apply_once, db};
+use circulatory_groups::effects::db;
 
 pub const GROUP: &str = "vector-update";
 
@@ -369,7 +369,7 @@ struct RecommendationServed {
 async fn recommendation_served(deps: &Deps, event: Event) -> Result<(), HandlerError> {
     let p: RecommendationServed = event.payload()?;
     let event_id = event.id().to_string();
-    apply_once(deps, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             sqlx::query(
                 "INSERT INTO recommendations_served (recommendation_id, event_id, user_id, \
@@ -392,6 +392,7 @@ async fn recommendation_served(deps: &Deps, event: Event) -> Result<(), HandlerE
         })
     })
     .await
+    .map(drop)
 }
 
 #[cfg(test)]
