@@ -6,6 +6,7 @@
 //! histogram's difference between two minutes into that minute's p50 and p99.
 //! With several consoles, one sample per minute is written: the first to claim the minute wins.
 
+use circulatory::sync::MutexExt;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -78,7 +79,7 @@ impl History {
     pub async fn record(&self, view: &ClusterView) {
         let minute = view.taken_at_ms - view.taken_at_ms.rem_euclid(60_000);
         {
-            let mut last = self.last_minute.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = self.last_minute.locked();
             if *last == minute || !view.errors.is_empty() {
                 return;
             }

@@ -13,6 +13,7 @@
 //!   everything routed. Messages published meanwhile are lost (pub/sub keeps nothing);
 //!   `/readyz` reports the outage.
 
+use circulatory::sync::{MutexExt, RwLockExt};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -188,7 +189,7 @@ impl Hub {
         client: &ClientHandle,
     ) -> Result<(), Unavailable> {
         {
-            let mut routes = self.inner.routes.write().expect("not poisoned");
+            let mut routes = self.inner.routes.writing();
             routes
                 .entry(spec.key.clone())
                 .or_insert_with(|| Route {
@@ -200,12 +201,7 @@ impl Hub {
                 .clients
                 .insert(client.id, client.clone());
         }
-        let confirmed = self
-            .inner
-            .subscribed
-            .lock()
-            .expect("not poisoned")
-            .contains_key(&spec.key);
+        let confirmed = self.inner.subscribed.locked().contains_key(&spec.key);
         if confirmed {
             return Ok(());
         }
@@ -230,7 +226,7 @@ impl Hub {
     /// Removes a client from a route; the last one out makes the instance unsubscribe.
     pub fn unsubscribe(&self, key: &str, client: ClientId) {
         let emptied = {
-            let mut routes = self.inner.routes.write().expect("not poisoned");
+            let mut routes = self.inner.routes.writing();
             match routes.get_mut(key) {
                 Some(route) => {
                     route.clients.remove(&client);
@@ -254,15 +250,14 @@ impl Hub {
 
     /// Channels and patterns Redis currently delivers to this instance.
     pub fn redis_subscriptions(&self) -> usize {
-        self.inner.subscribed.lock().expect("not poisoned").len()
+        self.inner.subscribed.locked().len()
     }
 
     /// Local listeners of a key.
     pub fn listeners(&self, key: &str) -> usize {
         self.inner
             .routes
-            .read()
-            .expect("not poisoned")
+            .reading()
             .get(key)
             .map_or(0, |r| r.clients.len())
     }
@@ -293,7 +288,7 @@ async fn run(
                 continue;
             }
         };
-        inner.subscribed.lock().expect("not poisoned").clear();
+        inner.subscribed.locked().clear();
         if let Err(e) = reconcile_all(&inner, &mut sink).await {
             tracing::warn!(error = %e, "redis resubscription failed; reconnecting");
             continue;
@@ -340,18 +335,8 @@ async fn run(
 
 /// Subscribes or unsubscribes `key` so Redis matches its route.
 async fn reconcile_one(inner: &Inner, sink: &mut PubSubSink, key: &str) -> redis::RedisResult<()> {
-    let wanted = inner
-        .routes
-        .read()
-        .expect("not poisoned")
-        .get(key)
-        .map(|r| r.pattern);
-    let have = inner
-        .subscribed
-        .lock()
-        .expect("not poisoned")
-        .get(key)
-        .copied();
+    let wanted = inner.routes.reading().get(key).map(|r| r.pattern);
+    let have = inner.subscribed.locked().get(key).copied();
     match (wanted, have) {
         (Some(pattern), None) => {
             if pattern {
@@ -359,11 +344,7 @@ async fn reconcile_one(inner: &Inner, sink: &mut PubSubSink, key: &str) -> redis
             } else {
                 sink.subscribe(key).await?;
             }
-            inner
-                .subscribed
-                .lock()
-                .expect("not poisoned")
-                .insert(key.to_string(), pattern);
+            inner.subscribed.locked().insert(key.to_string(), pattern);
         }
         (None, Some(pattern)) => {
             if pattern {
@@ -371,34 +352,21 @@ async fn reconcile_one(inner: &Inner, sink: &mut PubSubSink, key: &str) -> redis
             } else {
                 sink.unsubscribe(key).await?;
             }
-            inner.subscribed.lock().expect("not poisoned").remove(key);
+            inner.subscribed.locked().remove(key);
         }
         _ => {}
     }
     inner
         .metrics
         .redis_subscriptions
-        .set(inner.subscribed.lock().expect("not poisoned").len() as i64);
+        .set(inner.subscribed.locked().len() as i64);
     Ok(())
 }
 
 /// Every key either routed or subscribed, brought in line.
 async fn reconcile_all(inner: &Inner, sink: &mut PubSubSink) -> redis::RedisResult<()> {
-    let mut keys: Vec<String> = inner
-        .routes
-        .read()
-        .expect("not poisoned")
-        .keys()
-        .cloned()
-        .collect();
-    keys.extend(
-        inner
-            .subscribed
-            .lock()
-            .expect("not poisoned")
-            .keys()
-            .cloned(),
-    );
+    let mut keys: Vec<String> = inner.routes.reading().keys().cloned().collect();
+    keys.extend(inner.subscribed.locked().keys().cloned());
     keys.sort();
     keys.dedup();
     for key in keys {
@@ -422,7 +390,7 @@ async fn dispatch(inner: Arc<Inner>, mut stream: PubSubStream) {
             inner.metrics.messages_malformed.inc();
             continue;
         };
-        let routes = inner.routes.read().expect("not poisoned");
+        let routes = inner.routes.reading();
         let Some(route) = routes.get(key) else {
             continue;
         };

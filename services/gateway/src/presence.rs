@@ -19,6 +19,7 @@
 //! two event types to, in the usual `{"type","id","time","data"}` shape; they are published only
 //! for user ids that are UUIDs, as the event schemas require.
 
+use circulatory::sync::MutexExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -276,7 +277,7 @@ impl Presence {
     ) -> redis::RedisResult<()> {
         let member = self.member(connection);
         self.run_touch(user, &member, platform).await?;
-        self.local.lock().expect("not poisoned").insert(
+        self.local.locked().insert(
             connection,
             Local {
                 user: user.to_string(),
@@ -315,7 +316,7 @@ impl Presence {
     /// times; if Redis stays unreachable, the connection runs out with its TTL and the sweep
     /// reports the user offline.
     pub async fn disconnect(&self, connection: u64) -> redis::RedisResult<()> {
-        let Some(local) = self.local.lock().expect("not poisoned").remove(&connection) else {
+        let Some(local) = self.local.locked().remove(&connection) else {
             return Ok(());
         };
         let _permit = self.disconnects.acquire().await;
@@ -351,8 +352,7 @@ impl Presence {
     pub async fn refresh(&self) {
         let live: Vec<(String, String, &'static str)> = self
             .local
-            .lock()
-            .expect("not poisoned")
+            .locked()
             .values()
             .filter(|l| l.heartbeat.age() < self.ttl)
             .map(|l| (l.user.clone(), l.member.clone(), l.platform))
@@ -401,13 +401,7 @@ impl Presence {
 
     /// Every connection on this instance leaves (shutdown).
     pub async fn disconnect_all(&self) {
-        let connections: Vec<u64> = self
-            .local
-            .lock()
-            .expect("not poisoned")
-            .keys()
-            .copied()
-            .collect();
+        let connections: Vec<u64> = self.local.locked().keys().copied().collect();
         for connection in connections {
             if let Err(e) = self.disconnect(connection).await {
                 tracing::warn!(error = %e, "presence: could not record a disconnect");

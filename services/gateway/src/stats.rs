@@ -15,6 +15,7 @@
 //! bounded by the topology, not by the entities. Counts accumulate in atomics and are flushed
 //! about once a second with one pipeline, so delivery never waits on Redis.
 
+use circulatory::sync::MutexExt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -123,7 +124,7 @@ impl ChannelStats {
         let mut taken = Vec::new();
         let mut subscribers_now = Vec::new();
         {
-            let flushed = self.flushed_subscribers.lock().expect("not poisoned");
+            let flushed = self.flushed_subscribers.locked();
             for (template, counters) in &self.counters {
                 let t = Taken {
                     received: counters.received.swap(0, Ordering::Relaxed),
@@ -170,7 +171,7 @@ impl ChannelStats {
         }
         match pipe.query_async::<()>(redis).await {
             Ok(()) => {
-                let mut flushed = self.flushed_subscribers.lock().expect("not poisoned");
+                let mut flushed = self.flushed_subscribers.locked();
                 for (template, now) in subscribers_now {
                     flushed.insert(template, now);
                 }

@@ -3,6 +3,7 @@
 //! effective limit is up to N times the configured one, which is the usual trade for not adding a
 //! network round trip to every request.
 
+use circulatory::sync::MutexExt;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -37,7 +38,7 @@ impl RateLimiter {
 
     fn check_at(&self, client: &str, cost: u32, now: Instant) -> Result<(), Duration> {
         let cost = f64::from(cost);
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buckets = self.buckets.locked();
         if buckets.len() >= MAX_CLIENTS && !buckets.contains_key(client) {
             buckets.retain(|_, b| now.duration_since(b.updated) < Duration::from_secs(60));
         }

@@ -11,6 +11,7 @@
 //! required and must not have passed; `nbf`, when present, must have been reached; `iat`, when
 //! present, must not be in the future.
 
+use crate::sync::MutexExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -164,12 +165,7 @@ impl TokenVerifier {
 
     /// Verifies signature, expiry (with a small leeway) and issuer; returns the claims.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let cached = self
-            .verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(token)
-            .cloned();
+        let cached = self.verified.locked().get(token).cloned();
         if let Some(claims) = cached {
             return if claims.exp + self.leeway.as_secs() >= now_secs() {
                 Ok(claims)
@@ -186,7 +182,7 @@ impl TokenVerifier {
         {
             return Err(AuthError::NotYetValid);
         }
-        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        let mut verified = self.verified.locked();
         if verified.len() >= VERIFIED_CACHE_CAPACITY {
             verified.clear();
         }
@@ -305,14 +301,14 @@ mod tests {
         let claims = claims_for("client", Duration::from_secs(1));
         let token = mint_hs256(SECRET, &claims).unwrap();
         assert_eq!(verifier.verify(&token).unwrap(), claims);
-        assert!(verifier.verified.lock().unwrap().contains_key(&token));
+        assert!(verifier.verified.locked().contains_key(&token));
         assert_eq!(verifier.verify(&token).unwrap(), claims);
         std::thread::sleep(Duration::from_millis(2100));
         assert_eq!(verifier.verify(&token), Err(AuthError::Expired));
         // A forged token never reaches the cache.
         let forged = mint_hs256(b"another-secret-of-at-least-32-bytes!", &claims).unwrap();
         assert_eq!(verifier.verify(&forged), Err(AuthError::Invalid));
-        assert!(!verifier.verified.lock().unwrap().contains_key(&forged));
+        assert!(!verifier.verified.locked().contains_key(&forged));
     }
 
     #[test]
@@ -339,7 +335,7 @@ mod tests {
         later.nbf = Some(now_secs() + ten_years);
         let token = mint_hs256(SECRET, &later).unwrap();
         assert_eq!(verifier.verify(&token), Err(AuthError::NotYetValid));
-        assert!(!verifier.verified.lock().unwrap().contains_key(&token));
+        assert!(!verifier.verified.locked().contains_key(&token));
         // Within the leeway, clock skew is forgiven.
         let mut skewed = claims_for("c", Duration::from_secs(60));
         skewed.nbf = Some(now_secs() + 10);

@@ -12,6 +12,7 @@
 //! - [`auth`]: bearer tokens (JWT), verified by every HTTP surface, minted by `circ token`.
 //! - [`realtime`]: broadcasts on Redis pub/sub.
 //! - [`trace`]: the trace index (where each event is, what each group did with it).
+//! - [`sync`]: the one policy for poisoned locks (recover).
 //! - [`process`]: every binary's edges: flags, exit codes, logs, the stop signal.
 
 pub mod asyncapi;
@@ -29,6 +30,7 @@ pub mod process;
 pub mod publisher;
 pub mod realtime;
 pub mod registry;
+pub mod sync;
 pub mod topics;
 pub mod topology;
 pub mod trace;

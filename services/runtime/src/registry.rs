@@ -11,6 +11,7 @@
 //! and the whole cache is rebuilt every `refresh_interval` so a registry that lost its state
 //! (an in-memory registry restarted) is picked up without restarting the service.
 
+use crate::sync::RwLockExt;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -122,11 +123,7 @@ pub struct DecodedJson {
 type Writers = RwLock<HashMap<u32, Arc<Writer>>>;
 
 fn cached_writer(writers: &Writers, id: u32) -> Option<Arc<Writer>> {
-    writers
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&id)
-        .cloned()
+    writers.reading().get(&id).cloned()
 }
 
 /// The schema id of a wire-format value.
@@ -207,12 +204,12 @@ impl SchemaRegistry {
     /// The current codecs, rebuilt when older than the refresh interval.
     fn codecs(&self) -> Codecs {
         {
-            let codecs = self.codecs.read().unwrap_or_else(|e| e.into_inner());
+            let codecs = self.codecs.reading();
             if codecs.built.elapsed() < self.config.refresh_interval {
                 return codecs.clone();
             }
         }
-        let mut codecs = self.codecs.write().unwrap_or_else(|e| e.into_inner());
+        let mut codecs = self.codecs.writing();
         if codecs.built.elapsed() >= self.config.refresh_interval {
             if let Ok(fresh) = Self::build_codecs(&self.config) {
                 *codecs = fresh;
@@ -231,8 +228,7 @@ impl SchemaRegistry {
         })?;
         let Codecs { encoder, ids, .. } = self.codecs();
         let known = ids
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .reading()
             .get(&topic)
             .and_then(|types| types.get(event.name()))
             .copied();
@@ -259,8 +255,7 @@ impl SchemaRegistry {
             converter_error(e)
         })?;
         if let [0, a, b, c, d, ..] = bytes[..] {
-            ids.write()
-                .unwrap_or_else(|e| e.into_inner())
+            ids.writing()
                 .entry(topic)
                 .or_default()
                 .insert(event.name().to_string(), u32::from_be_bytes([a, b, c, d]));
@@ -355,10 +350,7 @@ impl SchemaRegistry {
             compiled: CompiledSchema::new(&schema).ok(),
             schema,
         });
-        writers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, writer.clone());
+        writers.writing().insert(id, writer.clone());
         Ok(writer)
     }
 

@@ -8,6 +8,7 @@ pub mod reports;
 pub mod time_lag;
 pub mod view;
 
+use circulatory::sync::{MutexExt, RwLockExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -93,7 +94,7 @@ impl Collector {
 
     /// The last view.
     pub fn current(&self) -> Arc<ClusterView> {
-        self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.view.reading().clone()
     }
 
     /// Refreshes every `every` until `stop`; `on_refresh` runs after each (metrics, history).
@@ -140,7 +141,7 @@ impl Collector {
             HashMap::new()
         });
         let view = {
-            let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+            let mut windows = self.windows.locked();
             view::build(
                 view::Inputs {
                     catalog: &self.catalog,
@@ -157,7 +158,7 @@ impl Collector {
             )
         };
         let view = Arc::new(view);
-        *self.view.write().unwrap_or_else(|e| e.into_inner()) = view.clone();
+        *self.view.writing() = view.clone();
         view
     }
 
@@ -166,7 +167,7 @@ impl Collector {
         let catalog = self.catalog.clone();
         let timeout = self.timeout;
         tokio::task::spawn_blocking(move || {
-            let mut readers = readers.lock().unwrap_or_else(|e| e.into_inner());
+            let mut readers = readers.locked();
             read_kafka(&mut readers, &catalog, timeout)
         })
         .await

@@ -6,6 +6,7 @@
 //! instead of sent back again. An edited payload is validated against the type's Avro schema
 //! before anything is produced.
 
+use circulatory::sync::MutexExt;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,7 +53,7 @@ impl Fetcher {
         let consumer = self.consumer.clone();
         let topic = topic.to_string();
         tokio::task::spawn_blocking(move || {
-            let consumer = consumer.lock().unwrap_or_else(|e| e.into_inner());
+            let consumer = consumer.locked();
             dead_letters::read_at(&consumer, &topic, partition, offset, timeout)
         })
         .await

@@ -4,6 +4,7 @@
 //! `dead_letter_resolutions` every few seconds. Lists and counts read this index: no request
 //! ever scans a topic. Details and actions fetch the one record they need.
 
+use circulatory::sync::RwLockExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -172,23 +173,18 @@ impl DeadLetterIndex {
 
     fn topic_groups(&self) -> HashMap<String, String> {
         self.groups
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .reading()
             .iter()
             .map(|(g, l)| (l.topic.clone(), g.clone()))
             .collect()
     }
 
     pub fn topic_of(&self, group: &str) -> Option<String> {
-        self.groups
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(group)
-            .map(|l| l.topic.clone())
+        self.groups.reading().get(group).map(|l| l.topic.clone())
     }
 
     fn add(&self, group: &str, letter: &DeadLetter) {
-        let mut groups = self.groups.write().unwrap_or_else(|e| e.into_inner());
+        let mut groups = self.groups.writing();
         if let Some(g) = groups.get_mut(group) {
             g.total += 1;
             g.letters.push_back(Summary::of(group, letter));
@@ -201,15 +197,13 @@ impl DeadLetterIndex {
     /// Records a decision at once (the reload confirms it later).
     pub fn set_resolution(&self, topic: &str, partition: i32, offset: i64, action: &str) {
         self.resolutions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+            .writing()
             .insert((topic.to_string(), partition, offset), action.to_string());
     }
 
     fn state_of(&self, topic: &str, s: &Summary) -> String {
         self.resolutions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .reading()
             .get(&(topic.to_string(), s.partition, s.offset))
             .cloned()
             .unwrap_or_else(|| "open".into())
@@ -218,7 +212,7 @@ impl DeadLetterIndex {
     /// Every summary of `group` (all groups when `None`) with its current state, newest first,
     /// kept by `keep`.
     pub fn select(&self, group: Option<&str>, keep: impl Fn(&Summary) -> bool) -> Vec<Summary> {
-        let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
+        let groups = self.groups.reading();
         let mut out: Vec<Summary> = groups
             .iter()
             .filter(|(g, _)| group.is_none_or(|want| want == g.as_str()))
@@ -248,7 +242,7 @@ impl DeadLetterIndex {
     }
 
     pub fn figures(&self) -> HashMap<String, DlqFigures> {
-        let groups = self.groups.read().unwrap_or_else(|e| e.into_inner());
+        let groups = self.groups.reading();
         groups
             .iter()
             .map(|(g, l)| {
@@ -289,7 +283,7 @@ impl DeadLetterIndex {
             .into_iter()
             .map(|(t, p, o, a)| ((t, p, o), a))
             .collect();
-        *self.resolutions.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *self.resolutions.writing() = fresh;
         Ok(())
     }
 

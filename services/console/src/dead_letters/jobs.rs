@@ -1,6 +1,7 @@
 //! Bulk actions run as jobs: started by a request, paced by the replay rate, watched by polling.
 //! The last [`KEPT`] jobs are kept in memory.
 
+use circulatory::sync::MutexExt;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
@@ -38,35 +39,30 @@ pub struct Jobs {
 
 impl Jobs {
     pub fn start(&self, job: Job) {
-        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut jobs = self.jobs.locked();
         jobs.push_front(job);
         jobs.truncate(KEPT);
     }
 
     pub fn update(&self, id: &str, change: impl FnOnce(&mut Job)) {
-        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut jobs = self.jobs.locked();
         if let Some(job) = jobs.iter_mut().find(|j| j.id == id) {
             change(job);
         }
     }
 
     pub fn get(&self, id: &str) -> Option<Job> {
-        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let jobs = self.jobs.locked();
         jobs.iter().find(|j| j.id == id).cloned()
     }
 
     pub fn list(&self) -> Vec<Job> {
-        self.jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        self.jobs.locked().iter().cloned().collect()
     }
 
     /// Whether a job is still running (one bulk action at a time).
     pub fn running(&self) -> Option<Job> {
-        let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let jobs = self.jobs.locked();
         jobs.iter().find(|j| !j.finished).cloned()
     }
 }

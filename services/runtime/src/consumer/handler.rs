@@ -1,6 +1,7 @@
 //! What a consumer group's code sees: an [`Event`] to handle, a [`Context`] to emit downstream
 //! events and realtime broadcasts, and a [`HandlerError`] that says whether retrying can help.
 
+use crate::sync::MutexExt;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -150,7 +151,7 @@ impl Context {
         subject: Option<String>,
         time: DateTime<Utc>,
     ) -> String {
-        let mut effects = self.effects.lock().unwrap_or_else(|e| e.into_inner());
+        let mut effects = self.effects.locked();
         let seed = format!(
             "{}/{}/{}/{}",
             self.group,
@@ -176,7 +177,7 @@ impl Context {
 
     /// Broadcasts on a realtime channel once the handler succeeded.
     pub fn broadcast(&self, channel: impl Into<String>, event_type: &str, data: serde_json::Value) {
-        let mut effects = self.effects.lock().unwrap_or_else(|e| e.into_inner());
+        let mut effects = self.effects.locked();
         effects.broadcasts.push(Broadcast {
             channel: channel.into(),
             event_type: event_type.to_string(),
@@ -186,7 +187,7 @@ impl Context {
 
     /// Takes what the handler asked for.
     pub(crate) fn take_effects(&self) -> (Vec<EventDraft>, Vec<Broadcast>) {
-        let mut effects = self.effects.lock().unwrap_or_else(|e| e.into_inner());
+        let mut effects = self.effects.locked();
         (
             std::mem::take(&mut effects.emitted),
             std::mem::take(&mut effects.broadcasts),

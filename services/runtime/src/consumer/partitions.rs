@@ -3,6 +3,7 @@
 
 // Per-event lookups (partitions, keys, event types) use a fast hasher: the keys come from
 // the group's own topics and records, and no map grows beyond the records it holds.
+use crate::sync::MutexExt;
 use foldhash::{HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex};
@@ -54,11 +55,11 @@ pub(super) struct Shared {
 
 impl Shared {
     pub(super) fn table(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+        self.table.locked()
     }
 
     pub(super) fn breakers(&self) -> std::sync::MutexGuard<'_, Dependencies> {
-        self.breakers.lock().unwrap_or_else(|e| e.into_inner())
+        self.breakers.locked()
     }
 }
 

@@ -23,6 +23,7 @@
 //! Counts accumulate in memory and are flushed once a second with one pipeline, so the hot path
 //! never waits on Redis.
 
+use crate::sync::MutexExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -221,7 +222,7 @@ impl Published {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        self.by_type.lock().unwrap_or_else(|e| e.into_inner())
+        self.by_type.locked()
     }
 }
 
@@ -312,7 +313,7 @@ pub struct Control {
 impl Control {
     pub fn set(&self, control: OperatorControl) {
         self.paused.store(control.paused, Ordering::Release);
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = control;
+        *self.last.locked() = control;
     }
 
     /// Whether the operator wants the group paused.
@@ -321,7 +322,7 @@ impl Control {
     }
 
     pub fn last(&self) -> OperatorControl {
-        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.last.locked().clone()
     }
 }
 

@@ -3,6 +3,7 @@
 
 // Per-event lookups (partitions, keys, event types) use a fast hasher: the keys come from
 // the group's own topics and records, and no map grows beyond the records it holds.
+use crate::sync::MutexExt;
 use foldhash::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,7 +59,7 @@ impl Runtime {
     }
 
     pub(super) fn stats(&self) -> std::sync::MutexGuard<'_, Accumulator> {
-        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+        self.stats.locked()
     }
 }
 

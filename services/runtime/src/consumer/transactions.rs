@@ -10,6 +10,7 @@
 //! records are not in it or in an earlier one. Aborted transactions are retried with the same
 //! content; a fatal error (this instance was fenced) stops the group without committing.
 
+use crate::sync::MutexExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -57,7 +58,7 @@ impl Transactions {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 
     /// Stages the records of a finished event. Called while the caller holds the partition

@@ -3,6 +3,7 @@
 //! when its handler ran for each subject. Both clocks are this process's monotonic clock, so
 //! send → 202 → handler needs no clock synchronisation.
 
+use circulatory::sync::MutexExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -170,7 +171,7 @@ impl Load<'_> {
         let deadline = Instant::now() + Duration::from_secs(self.args.drain_secs);
         while Instant::now() < deadline {
             let missing = {
-                let handled = self.handled.lock().unwrap_or_else(|e| e.into_inner());
+                let handled = self.handled.locked();
                 samples
                     .iter()
                     .any(|s| s.status == 202 && !handled.contains_key(&s.subject))
@@ -186,7 +187,7 @@ impl Load<'_> {
         let duration = Duration::from_secs(self.args.duration_secs);
         let (samples, skipped) = self.send(&format!("r{run}-{rate}"), rate, duration).await;
         self.wait_handled(&samples).await;
-        let handled = self.handled.lock().unwrap_or_else(|e| e.into_inner());
+        let handled = self.handled.locked();
         let mut statuses: HashMap<String, u64> = HashMap::new();
         let (mut http, mut send_done, mut ack_done, mut scheduled_done, mut lag) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -284,11 +285,7 @@ pub(crate) async fn run(env: &Env, args: &LatencyArgs) -> Result<serde_json::Val
             async move {
                 let now = Instant::now();
                 if let Some(subject) = event.metadata.subject {
-                    handled
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .entry(subject)
-                        .or_insert(now);
+                    handled.locked().entry(subject).or_insert(now);
                 }
                 Ok::<(), HandlerError>(())
             }
@@ -339,11 +336,7 @@ pub(crate) async fn run(env: &Env, args: &LatencyArgs) -> Result<serde_json::Val
             return Err(format!("the ingest answered {} to a probe", s.status));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let seen = handled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .any(|k| k.starts_with("probe"));
+        let seen = handled.locked().keys().any(|k| k.starts_with("probe"));
         if seen {
             break;
         }

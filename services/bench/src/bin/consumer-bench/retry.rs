@@ -3,6 +3,7 @@
 //! Times are wall-clock milliseconds, the precision of the `circ_due_at` header the engine
 //! schedules by, so a second attempt before its due time shows as a negative lateness.
 
+use circulatory::sync::MutexExt;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,7 +83,7 @@ pub(crate) async fn run(env: &Env, args: &RetryArgs) -> Result<serde_json::Value
                 if event.event_type() != failing {
                     return Ok(());
                 }
-                let mut attempts = attempts.lock().unwrap_or_else(|e| e.into_inner());
+                let mut attempts = attempts.locked();
                 match event.attempt {
                     1 => {
                         attempts.failed.entry(event.id().to_string()).or_insert(now);
@@ -136,7 +137,7 @@ pub(crate) async fn run(env: &Env, args: &RetryArgs) -> Result<serde_json::Value
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     while Instant::now() < deadline && !task.is_finished() {
         let all = {
-            let attempts = attempts.lock().unwrap_or_else(|e| e.into_inner());
+            let attempts = attempts.locked();
             ids.iter().all(|id| attempts.second.contains_key(id))
         };
         if all {
@@ -151,7 +152,7 @@ pub(crate) async fn run(env: &Env, args: &RetryArgs) -> Result<serde_json::Value
         Ok(Err(e)) => format!("panicked: {e}"),
         Err(_) => "did not stop within 60 s".to_string(),
     };
-    let attempts = attempts.lock().unwrap_or_else(|e| e.into_inner());
+    let attempts = attempts.locked();
     let delay_ms = delay.as_millis() as i64;
     let mut lateness = Vec::new();
     let mut early = Vec::new();
