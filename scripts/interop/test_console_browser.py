@@ -73,7 +73,7 @@ def group(env):
 def console(env, group):
     """The console's base URL."""
     port = free_port()
-    process = Process("console", dict(env, CIRC_CONSOLE_LISTEN=f"127.0.0.1:{port}", CIRC_CONSOLE_REFRESH_MS="1000"),
+    process = Process("console", dict(env, CIRC_CONSOLE_LISTEN=f"127.0.0.1:{port}", CIRC_CONSOLE_REFRESH="1s"),
                       port, ARTIFACTS)
     try:
         process.wait_ready()

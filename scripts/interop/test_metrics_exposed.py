@@ -135,11 +135,11 @@ def services(env, pg_proxy):
             ("ingest", lambda port: {"CIRC_INGEST_LISTEN": f"127.0.0.1:{port}"}),
             # A short client queue: a client that does not read overflows it quickly.
             ("gateway", lambda port: {"CIRC_GATEWAY_LISTEN": f"127.0.0.1:{port}", "CIRC_GATEWAY_QUEUE_LEN": "4",
-                                      "CIRC_GATEWAY_WRITE_TIMEOUT_MS": "30000"}),
+                                      "CIRC_GATEWAY_WRITE_TIMEOUT": "30s"}),
             (GROUP, lambda port: {"CIRC_HANDLER_LISTEN": f"127.0.0.1:{port}", "CIRC_INSTANCE_ID": f"{GROUP}-0",
                                   "DATABASE_URL": urllib.parse.urlunsplit(proxied),
-                                  "CIRC_DRAIN_TIMEOUT_SECS": "2"}),
-            ("console", lambda port: {"CIRC_CONSOLE_LISTEN": f"127.0.0.1:{port}", "CIRC_CONSOLE_REFRESH_MS": "1000"}),
+                                  "CIRC_DRAIN_TIMEOUT": "2s"}),
+            ("console", lambda port: {"CIRC_CONSOLE_LISTEN": f"127.0.0.1:{port}", "CIRC_CONSOLE_REFRESH": "1s"}),
         ]:
             port = free_port()
             started[name] = Process(name, dict(env, **extra(port)), port, ARTIFACTS)

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use circulatory::process::flags::{self, CatalogFlags, DatabaseFlags, KafkaFlags, RedisFlags};
 use clap::Parser;
 
 #[derive(Debug, Clone, Parser)]
@@ -19,36 +20,16 @@ pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "CIRC_CONSOLE_LISTEN", default_value = "127.0.0.1:8070")]
     pub listen: SocketAddr,
-    /// The topology file.
-    #[arg(long, env = "CIRC_TOPOLOGY", default_value = "topics.yaml")]
-    pub topology: PathBuf,
-    /// The Avro schemas folder.
-    #[arg(long, env = "CIRC_SCHEMAS", default_value = "schemas")]
-    pub schemas: PathBuf,
-    /// Topic namespace (prefix) for isolated environments.
-    #[arg(long, env = "CIRC_NAMESPACE")]
-    pub namespace: Option<String>,
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "CIRC_KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
-    pub bootstrap: String,
-    /// Confluent-compatible schema registry API.
-    #[arg(
-        long,
-        env = "CIRC_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081/apis/ccompat/v7"
-    )]
-    pub registry: String,
+    #[command(flatten)]
+    pub catalog: CatalogFlags,
+    #[command(flatten)]
+    pub kafka: KafkaFlags,
     /// Redis (the groups' and gateway's figures, heartbeats, control commands, history).
-    #[arg(long, env = "CIRC_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis: String,
+    #[command(flatten)]
+    pub redis: RedisFlags,
     /// PostgreSQL (dead-letter resolutions).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        hide_env_values = true,
-        default_value = "postgres://circulatory:circulatory@127.0.0.1:5432/circulatory"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub database: DatabaseFlags,
     /// HS256 secret for bearer tokens (at least 32 bytes).
     #[arg(long, env = "CIRC_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -58,13 +39,23 @@ pub struct Config {
     /// Required `iss` claim, if set.
     #[arg(long, env = "CIRC_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
-    /// How often the cluster view (lag, members, time lag, heartbeats) is refreshed, in ms.
+    /// How often the cluster view (lag, members, time lag, heartbeats) is refreshed.
     /// Every page and /metrics read the last view: viewers never add Kafka calls.
-    #[arg(long, env = "CIRC_CONSOLE_REFRESH_MS", default_value_t = 2_000)]
-    pub refresh_ms: u64,
-    /// Bound on each Kafka admin call, in ms.
-    #[arg(long, env = "CIRC_CONSOLE_KAFKA_TIMEOUT_MS", default_value_t = 5_000)]
-    pub kafka_timeout_ms: u64,
+    #[arg(
+        long,
+        env = "CIRC_CONSOLE_REFRESH",
+        default_value = "2s",
+        value_parser = flags::duration
+    )]
+    pub refresh: Duration,
+    /// Bound on each Kafka admin call.
+    #[arg(
+        long,
+        env = "CIRC_CONSOLE_KAFKA_TIMEOUT",
+        default_value = "5s",
+        value_parser = flags::duration
+    )]
+    pub kafka_timeout: Duration,
     /// Dead letters kept in the console's index per group (newest kept; older ones are still
     /// counted and reachable by the CLI).
     #[arg(long, env = "CIRC_CONSOLE_MAX_DEAD_LETTERS", default_value_t = 5_000)]
@@ -82,11 +73,11 @@ pub struct Config {
 
 impl Config {
     pub fn refresh(&self) -> Duration {
-        Duration::from_millis(self.refresh_ms.max(200))
+        self.refresh.max(Duration::from_millis(200))
     }
 
     pub fn kafka_timeout(&self) -> Duration {
-        Duration::from_millis(self.kafka_timeout_ms.max(100))
+        self.kafka_timeout.max(Duration::from_millis(100))
     }
 
     /// Everything wrong with the configuration, in words.
@@ -104,6 +95,7 @@ impl Config {
         if self.max_dead_letters == 0 {
             problems.push("CIRC_CONSOLE_MAX_DEAD_LETTERS must be at least 1".into());
         }
+        problems.extend(self.database.problem());
         problems
     }
 }

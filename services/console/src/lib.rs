@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use circulatory::auth::TokenVerifier;
-use circulatory::catalog::{Catalog, CatalogPaths};
+use circulatory::catalog::Catalog;
 use circulatory::kafka::{self, KafkaConfig, ProducerSettings};
 use circulatory::publisher::EventPublisher;
 use circulatory::registry::{RegistryConfig, SchemaRegistry};
@@ -73,15 +73,14 @@ impl Service {
 /// reader, the resolutions' reload). Nothing is refused when a dependency is down at start: the
 /// view reports what it could not read, and `/readyz` stays unready until it reads everything.
 pub async fn build(config: &Config) -> anyhow::Result<Service> {
-    let catalog = Catalog::load(&CatalogPaths {
-        topology: config.topology.clone(),
-        schemas: config.schemas.clone(),
-    })?
-    .with_namespace(config.namespace.as_deref())
-    .map_err(anyhow::Error::msg)?;
+    let catalog = Catalog::load(&config.catalog.paths())?
+        .with_namespace(config.catalog.namespace.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let catalog = Arc::new(catalog);
-    let registry = Arc::new(SchemaRegistry::new(RegistryConfig::new(&config.registry))?);
-    let kafka = KafkaConfig::new(&config.bootstrap, "circulatory-console");
+    let registry = Arc::new(SchemaRegistry::new(RegistryConfig::new(
+        &config.kafka.registry,
+    ))?);
+    let kafka = KafkaConfig::new(&config.kafka.bootstrap, "circulatory-console");
     let producer = kafka::producer(&kafka, &ProducerSettings::default())?;
     let publisher = EventPublisher::new(
         catalog.clone(),
@@ -90,11 +89,12 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         "/circulatory/console",
     );
     let redis =
-        redis::aio::ConnectionManager::new(redis::Client::open(config.redis.as_str())?).await?;
+        redis::aio::ConnectionManager::new(redis::Client::open(config.redis.redis.as_str())?)
+            .await?;
     let db = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(3))
-        .connect_lazy(&config.database_url)?;
+        .connect_lazy(&config.database.database_url)?;
     let public_key = config
         .jwt_public_key_file
         .as_ref()

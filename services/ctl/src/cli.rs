@@ -2,6 +2,7 @@
 //! sourced the local stack's `env` file needs no flags.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -50,9 +51,15 @@ pub(crate) struct Global {
         global = true
     )]
     pub(crate) registry: String,
-    /// Timeout of each Kafka admin or registry call, in seconds.
-    #[arg(long, env = "CIRC_TIMEOUT_SECS", default_value_t = 15, global = true)]
-    pub(crate) timeout_secs: u64,
+    /// Timeout of each Kafka admin or registry call.
+    #[arg(
+        long,
+        env = "CIRC_TIMEOUT",
+        default_value = "15s",
+        value_parser = circulatory::process::flags::duration,
+        global = true
+    )]
+    pub(crate) timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,9 +165,9 @@ pub(crate) struct TailArgs {
     /// Stop after this many records.
     #[arg(long)]
     pub(crate) max: Option<u64>,
-    /// Stop after this many seconds without a record.
-    #[arg(long)]
-    pub(crate) idle_secs: Option<u64>,
+    /// Stop after this long without a record.
+    #[arg(long, value_parser = circulatory::process::flags::duration)]
+    pub(crate) idle: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -259,9 +266,9 @@ pub(crate) struct TokenArgs {
     /// Let the bearer act for other users (name another author of an upload).
     #[arg(long)]
     pub(crate) on_behalf: bool,
-    /// Lifetime in seconds.
-    #[arg(long, default_value_t = 3600)]
-    pub(crate) ttl_secs: u64,
+    /// Lifetime.
+    #[arg(long, default_value = "1h", value_parser = circulatory::process::flags::duration)]
+    pub(crate) ttl: Duration,
     /// HS256 secret (at least 32 bytes).
     #[arg(long, env = "CIRC_JWT_SECRET", hide_env_values = true)]
     pub(crate) secret: String,

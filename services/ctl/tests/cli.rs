@@ -123,8 +123,8 @@ async fn produce_then_tail_shows_the_decoded_event_with_its_headers() {
             "--from-beginning",
             "--max",
             "1",
-            "--idle-secs",
-            "20",
+            "--idle",
+            "20s",
         ],
     );
     assert!(tailed.status.success(), "{}", describe(&tailed));

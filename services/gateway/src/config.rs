@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use circulatory::process::flags::{self, CatalogFlags, RedisFlags};
 use clap::{Parser, ValueEnum};
 
 /// What happens to a client whose queue is full when a message arrives for it.
@@ -38,19 +39,13 @@ pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "CIRC_GATEWAY_LISTEN", default_value = "127.0.0.1:8090")]
     pub listen: SocketAddr,
-    /// The topology file (its `realtime.channels` section says which channels exist and who may
-    /// join them).
-    #[arg(long, env = "CIRC_TOPOLOGY", default_value = "topics.yaml")]
-    pub topology: PathBuf,
-    /// The Avro schemas folder.
-    #[arg(long, env = "CIRC_SCHEMAS", default_value = "schemas")]
-    pub schemas: PathBuf,
-    /// Namespace of the Redis keys (presence, stats) for isolated environments.
-    #[arg(long, env = "CIRC_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// The catalog (its `realtime.channels` section says which channels exist and who may join
+    /// them); the namespace prefixes the Redis keys (presence, stats).
+    #[command(flatten)]
+    pub catalog: CatalogFlags,
     /// Redis: pub/sub, presence and stats.
-    #[arg(long, env = "CIRC_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis: String,
+    #[command(flatten)]
+    pub redis: RedisFlags,
     /// HS256 secret for bearer tokens (at least 32 bytes).
     #[arg(long, env = "CIRC_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -84,42 +79,88 @@ pub struct Config {
     /// Largest frame a client may send, in bytes (commands are small).
     #[arg(long, env = "CIRC_GATEWAY_MAX_FRAME_BYTES", default_value_t = 16 * 1024)]
     pub max_frame_bytes: usize,
-    /// How often the gateway pings a WebSocket client, in milliseconds.
-    #[arg(long, env = "CIRC_GATEWAY_PING_INTERVAL_MS", default_value_t = 15_000)]
-    pub ping_interval_ms: u64,
-    /// A WebSocket client silent for this long (no pong, no frame) is dropped, in milliseconds.
-    #[arg(long, env = "CIRC_GATEWAY_PONG_TIMEOUT_MS", default_value_t = 45_000)]
-    pub pong_timeout_ms: u64,
+    /// How often the gateway pings a WebSocket client.
+    #[arg(
+        long,
+        env = "CIRC_GATEWAY_PING_INTERVAL",
+        default_value = "15s",
+        value_parser = flags::duration
+    )]
+    pub ping_interval: Duration,
+    /// A WebSocket client silent for this long (no pong, no frame) is dropped.
+    #[arg(
+        long,
+        env = "CIRC_GATEWAY_PONG_TIMEOUT",
+        default_value = "45s",
+        value_parser = flags::duration
+    )]
+    pub pong_timeout: Duration,
     /// How long a connection may take to send its request headers, counted from when it starts
-    /// waiting for them, in milliseconds: a client trickling its headers and an idle keep-alive
+    /// waiting for them: a client trickling its headers and an idle keep-alive
     /// connection are both closed past it (an upgraded WebSocket is no longer bound by it).
-    #[arg(long, env = "CIRC_GATEWAY_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
-    pub header_timeout_ms: u64,
-    /// How long one write to a client may block before the connection is dropped, in milliseconds.
-    #[arg(long, env = "CIRC_GATEWAY_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
-    pub write_timeout_ms: u64,
-    /// Lifetime of the presence key without a heartbeat, in milliseconds.
-    #[arg(long, env = "CIRC_GATEWAY_PRESENCE_TTL_MS", default_value_t = 60_000)]
-    pub presence_ttl_ms: u64,
+    #[arg(
+        long,
+        env = "CIRC_GATEWAY_HEADER_TIMEOUT",
+        default_value = "10s",
+        value_parser = flags::duration
+    )]
+    pub header_timeout: Duration,
+    /// How long one write to a client may block before the connection is dropped.
+    #[arg(
+        long,
+        env = "CIRC_GATEWAY_WRITE_TIMEOUT",
+        default_value = "10s",
+        value_parser = flags::duration
+    )]
+    pub write_timeout: Duration,
+    /// Lifetime of the presence key without a heartbeat.
+    #[arg(
+        long,
+        env = "CIRC_GATEWAY_PRESENCE_TTL",
+        default_value = "1m",
+        value_parser = flags::duration
+    )]
+    pub presence_ttl: Duration,
     /// How often live connections refresh their presence, in milliseconds (well under the TTL).
     #[arg(
         long,
-        env = "CIRC_GATEWAY_PRESENCE_REFRESH_MS",
-        default_value_t = 20_000
+        env = "CIRC_GATEWAY_PRESENCE_REFRESH",
+        default_value = "20s",
+        value_parser = flags::duration
     )]
-    pub presence_refresh_ms: u64,
-    /// How often expired presence (an instance that died) is looked for, in milliseconds.
-    #[arg(long, env = "CIRC_GATEWAY_PRESENCE_SWEEP_MS", default_value_t = 5_000)]
-    pub presence_sweep_ms: u64,
-    /// How often per-channel figures are added to the Redis stats hashes, in milliseconds.
-    #[arg(long, env = "CIRC_GATEWAY_STATS_FLUSH_MS", default_value_t = 1_000)]
-    pub stats_flush_ms: u64,
+    pub presence_refresh: Duration,
+    /// How often expired presence (an instance that died) is looked for.
+    #[arg(
+        long,
+        env = "CIRC_GATEWAY_PRESENCE_SWEEP",
+        default_value = "5s",
+        value_parser = flags::duration
+    )]
+    pub presence_sweep: Duration,
+    /// How often per-channel figures are added to the Redis stats hashes.
+    #[arg(
+        long,
+        env = "CIRC_GATEWAY_STATS_FLUSH",
+        default_value = "1s",
+        value_parser = flags::duration
+    )]
+    pub stats_flush: Duration,
     /// SSE keep-alive comment interval, in milliseconds (also how fast a dead SSE peer is noticed).
-    #[arg(long, env = "CIRC_GATEWAY_SSE_KEEPALIVE_MS", default_value_t = 15_000)]
-    pub sse_keepalive_ms: u64,
-    /// How long shutdown waits for connections to close, in milliseconds.
-    #[arg(long, env = "CIRC_GATEWAY_DRAIN_MS", default_value_t = 5_000)]
-    pub drain_ms: u64,
+    #[arg(
+        long,
+        env = "CIRC_GATEWAY_SSE_KEEPALIVE",
+        default_value = "15s",
+        value_parser = flags::duration
+    )]
+    pub sse_keepalive: Duration,
+    /// How long shutdown waits for connections to close.
+    #[arg(
+        long,
+        env = "CIRC_GATEWAY_DRAIN",
+        default_value = "5s",
+        value_parser = flags::duration
+    )]
+    pub drain: Duration,
     /// This instance's name in the stats and presence keys (default: a random id).
     #[arg(long, env = "CIRC_GATEWAY_INSTANCE")]
     pub instance: Option<String>,
@@ -156,25 +197,25 @@ impl Config {
             problems.push("the largest client frame must be at least 256 bytes".into());
         }
         for (name, value) in [
-            ("ping interval", self.ping_interval_ms),
-            ("write timeout", self.write_timeout_ms),
-            ("header timeout", self.header_timeout_ms),
-            ("presence refresh", self.presence_refresh_ms),
-            ("presence sweep", self.presence_sweep_ms),
-            ("stats flush", self.stats_flush_ms),
-            ("SSE keep-alive", self.sse_keepalive_ms),
+            ("ping interval", self.ping_interval),
+            ("write timeout", self.write_timeout),
+            ("header timeout", self.header_timeout),
+            ("presence refresh", self.presence_refresh),
+            ("presence sweep", self.presence_sweep),
+            ("stats flush", self.stats_flush),
+            ("SSE keep-alive", self.sse_keepalive),
         ] {
-            if value == 0 {
+            if value.is_zero() {
                 problems.push(format!("the {name} must be positive"));
             }
         }
-        if self.pong_timeout_ms <= self.ping_interval_ms {
+        if self.pong_timeout <= self.ping_interval {
             problems.push("the pong timeout must be longer than the ping interval".into());
         }
-        if self.presence_refresh_ms >= self.presence_ttl_ms {
+        if self.presence_refresh >= self.presence_ttl {
             problems.push("presence must be refreshed more often than its TTL".into());
         }
-        if self.pong_timeout_ms > self.presence_ttl_ms {
+        if self.pong_timeout > self.presence_ttl {
             problems.push(
                 "the pong timeout must not exceed the presence TTL (a dead connection would keep \
                  the user online)"
@@ -193,22 +234,6 @@ impl Config {
             }
         }
         problems
-    }
-
-    pub fn ping_interval(&self) -> Duration {
-        Duration::from_millis(self.ping_interval_ms)
-    }
-
-    pub fn pong_timeout(&self) -> Duration {
-        Duration::from_millis(self.pong_timeout_ms)
-    }
-
-    pub fn write_timeout(&self) -> Duration {
-        Duration::from_millis(self.write_timeout_ms)
-    }
-
-    pub fn presence_ttl(&self) -> Duration {
-        Duration::from_millis(self.presence_ttl_ms)
     }
 }
 
@@ -236,10 +261,10 @@ mod tests {
             "short",
             "--queue-len",
             "0",
-            "--pong-timeout-ms",
-            "10",
-            "--ping-interval-ms",
-            "20",
+            "--pong-timeout",
+            "10ms",
+            "--ping-interval",
+            "20ms",
         ]);
         let problems = config.problems();
         assert_eq!(problems.len(), 3, "{problems:?}");

@@ -21,7 +21,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use circulatory::auth::TokenVerifier;
-use circulatory::catalog::{Catalog, CatalogPaths};
+use circulatory::catalog::Catalog;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -70,12 +70,9 @@ pub fn app(gateway: Gateway) -> Router {
 /// Assembles the gateway: catalog (channel templates), token keys, Redis, the hub; starts the
 /// presence refresher and sweeper and the stats flusher.
 pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
-    let catalog = Catalog::load(&CatalogPaths {
-        topology: config.topology.clone(),
-        schemas: config.schemas.clone(),
-    })?
-    .with_namespace(config.namespace.as_deref())
-    .map_err(anyhow::Error::msg)?;
+    let catalog = Catalog::load(&config.catalog.paths())?
+        .with_namespace(config.catalog.namespace.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let catalog = Arc::new(catalog);
     let public_key = match &config.jwt_public_key_file {
         Some(path) => Some(std::fs::read(path)?),
@@ -93,7 +90,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
     let policy = ChannelPolicy::from_topology(catalog.topology(), config.patterns);
     let metrics = Arc::new(Metrics::new());
-    let client = redis::Client::open(config.redis.as_str())?;
+    let client = redis::Client::open(config.redis.redis.as_str())?;
     let redis = connect_redis(&client).await?;
     let stop_background = CancellationToken::new();
     let hub = Hub::start(
@@ -112,7 +109,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
         redis.clone(),
         namespace.as_deref(),
         &instance,
-        config.presence_ttl(),
+        config.presence_ttl,
         catalog.clone(),
         metrics.clone(),
     ));
@@ -122,11 +119,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Gateway> {
             max_subscriptions: config.max_subscriptions,
             queue_len: config.queue_len,
             max_frame_bytes: config.max_frame_bytes,
-            ping_interval: config.ping_interval(),
-            pong_timeout: config.pong_timeout(),
-            write_timeout: config.write_timeout(),
-            header_timeout: Duration::from_millis(config.header_timeout_ms),
-            sse_keepalive: Duration::from_millis(config.sse_keepalive_ms),
+            ping_interval: config.ping_interval,
+            pong_timeout: config.pong_timeout,
+            write_timeout: config.write_timeout,
+            header_timeout: config.header_timeout,
+            sse_keepalive: config.sse_keepalive,
         },
         policy,
         verifier,
@@ -197,30 +194,20 @@ where
 }
 
 fn spawn_background(gateway: &Gateway, config: &Config) {
-    every(
-        gateway,
-        Duration::from_millis(config.presence_refresh_ms),
-        |g| async move { g.presence.refresh().await },
-    );
-    every(
-        gateway,
-        Duration::from_millis(config.presence_sweep_ms),
-        |g| async move {
-            if let Err(e) = g.presence.sweep().await {
-                tracing::warn!(error = %e, "presence sweep failed");
-            }
-        },
-    );
-    every(
-        gateway,
-        Duration::from_millis(config.stats_flush_ms),
-        |g| async move {
-            let mut redis = g.redis.clone();
-            if let Err(e) = g.stats.flush(&mut redis).await {
-                tracing::warn!(error = %e, "channel stats not flushed");
-            }
-        },
-    );
+    every(gateway, config.presence_refresh, |g| async move {
+        g.presence.refresh().await
+    });
+    every(gateway, config.presence_sweep, |g| async move {
+        if let Err(e) = g.presence.sweep().await {
+            tracing::warn!(error = %e, "presence sweep failed");
+        }
+    });
+    every(gateway, config.stats_flush, |g| async move {
+        let mut redis = g.redis.clone();
+        if let Err(e) = g.stats.flush(&mut redis).await {
+            tracing::warn!(error = %e, "channel stats not flushed");
+        }
+    });
 }
 
 /// Serves until `shutdown` resolves; then every connection closes (WebSocket clients get 1001),

@@ -1,7 +1,6 @@
 //! `gateway`: tracing → configuration → build → serve until SIGTERM/SIGINT → close connections.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use circulatory::process::{init_logs, parse_flags, shutdown_signal, Exit, Logs};
 use circulatory_gateway::config::Config;
@@ -33,13 +32,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let gateway = circulatory_gateway::build(&config).await?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(listen = %config.listen, instance = %gateway.instance, "gateway listening");
-    circulatory_gateway::serve(
-        listener,
-        gateway,
-        Duration::from_millis(config.drain_ms),
-        shutdown_signal(),
-    )
-    .await?;
+    circulatory_gateway::serve(listener, gateway, config.drain, shutdown_signal()).await?;
     tracing::info!("gateway stopped cleanly");
     Ok(())
 }

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 #[tokio::test]
 async fn silent_partial_and_idle_connections_are_closed_but_a_websocket_is_not() {
     let namespace = circulatory_testkit::fresh_namespace();
-    let gateway = support::start(&namespace, &["--header-timeout-ms", "800"]).await;
+    let gateway = support::start(&namespace, &["--header-timeout", "800ms"]).await;
     let limit = Duration::from_millis(800 + 1500);
 
     let mut silent = TcpStream::connect(gateway.addr).await.unwrap();

@@ -366,14 +366,14 @@ async fn a_silent_connection_is_dropped_and_goes_offline() {
     let gw = start(
         &ns,
         &[
-            "--ping-interval-ms",
-            "200",
-            "--pong-timeout-ms",
-            "700",
-            "--presence-ttl-ms",
-            "3000",
-            "--presence-refresh-ms",
-            "500",
+            "--ping-interval",
+            "200ms",
+            "--pong-timeout",
+            "700ms",
+            "--presence-ttl",
+            "3000ms",
+            "--presence-refresh",
+            "500ms",
         ],
     )
     .await;
@@ -407,7 +407,7 @@ async fn a_silent_connection_is_dropped_and_goes_offline() {
 #[tokio::test]
 async fn presence_expires_when_an_instance_dies() {
     let ns = circulatory_testkit::fresh_namespace();
-    let survivor = start(&ns, &["--presence-sweep-ms", "200"]).await;
+    let survivor = start(&ns, &["--presence-sweep", "200ms"]).await;
     let watcher = uuid();
     let user = uuid();
     let mut watch = survivor.ws(&watcher).await;
@@ -643,7 +643,7 @@ async fn a_typing_event_posted_to_ingest_reaches_subscribers_and_never_kafka() {
     let ingest = circulatory_ingest::app(
         ingest.state,
         ingest_config.max_concurrency,
-        ingest_config.request_timeout(),
+        ingest_config.request_timeout,
     );
     let gw = start(&env.namespace, &[]).await;
 

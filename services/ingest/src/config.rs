@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use circulatory::process::flags::{self, CatalogFlags, DatabaseFlags, KafkaFlags, RedisFlags};
 use clap::Parser;
 
 /// Time kept, past the Redis timeout, for answering a request once its acknowledgements are in.
@@ -22,44 +23,25 @@ pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "CIRC_INGEST_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// The topology file.
-    #[arg(long, env = "CIRC_TOPOLOGY", default_value = "topics.yaml")]
-    pub topology: PathBuf,
-    /// The Avro schemas folder.
-    #[arg(long, env = "CIRC_SCHEMAS", default_value = "schemas")]
-    pub schemas: PathBuf,
-    /// Topic namespace (prefix) for isolated environments.
-    #[arg(long, env = "CIRC_NAMESPACE")]
-    pub namespace: Option<String>,
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "CIRC_KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
-    pub bootstrap: String,
-    /// Confluent-compatible schema registry API.
-    #[arg(
-        long,
-        env = "CIRC_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081/apis/ccompat/v7"
-    )]
-    pub registry: String,
+    #[command(flatten)]
+    pub catalog: CatalogFlags,
+    #[command(flatten)]
+    pub kafka: KafkaFlags,
     /// Redis (idempotency keys, ephemeral broadcasts).
-    #[arg(long, env = "CIRC_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis: String,
-    /// How long a Redis command may take, in milliseconds, before its request answers 503
+    #[command(flatten)]
+    pub redis: RedisFlags,
+    /// How long a Redis command may take, before its request answers 503
     /// `redis_unavailable`. Longer than the stalls of a Redis that shares a busy disk (an AOF
     /// write waiting behind a broker's log recovery held commands past half a second on a
     /// saturated machine); a Redis that is down refuses at once, and the watcher knows within
     /// a second.
-    #[arg(long, env = "CIRC_INGEST_REDIS_TIMEOUT_MS", default_value_t = 2_000)]
-    pub redis_timeout_ms: u64,
+    #[arg(long, env = "CIRC_INGEST_REDIS_TIMEOUT", default_value = "2s",
+        value_parser = flags::duration)]
+    pub redis_timeout: Duration,
     /// PostgreSQL holding the projections behind the read routes (`GET /v1/videos/{id}`, feeds,
     /// notifications, wallets). Connected on first use: publishing never needs it.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        hide_env_values = true,
-        default_value = "postgres://circulatory:circulatory@127.0.0.1:5432/circulatory"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub database: DatabaseFlags,
     /// Most PostgreSQL connections of this process.
     #[arg(long, env = "CIRC_DB_MAX_CONNECTIONS", default_value_t = 8)]
     pub db_max_connections: u32,
@@ -84,56 +66,63 @@ pub struct Config {
     /// Requests handled at once; beyond this, requests are shed with 503.
     #[arg(long, env = "CIRC_INGEST_MAX_CONCURRENCY", default_value_t = 1024)]
     pub max_concurrency: usize,
-    /// Bound on a whole request, in milliseconds.
-    #[arg(long, env = "CIRC_INGEST_REQUEST_TIMEOUT_MS", default_value_t = 15_000)]
-    pub request_timeout_ms: u64,
+    /// Bound on a whole request.
+    #[arg(long, env = "CIRC_INGEST_REQUEST_TIMEOUT", default_value = "15s",
+        value_parser = flags::duration)]
+    pub request_timeout: Duration,
     /// How long a connection may take to send a request's headers, counted from when it starts
-    /// waiting for them, in milliseconds: a client trickling its headers and an idle keep-alive
+    /// waiting for them,: a client trickling its headers and an idle keep-alive
     /// connection are both closed past it.
-    #[arg(long, env = "CIRC_INGEST_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
-    pub header_timeout_ms: u64,
-    /// How long reading a request body may take, in milliseconds; a stalled body is a 408. For
+    #[arg(long, env = "CIRC_INGEST_HEADER_TIMEOUT", default_value = "10s",
+        value_parser = flags::duration)]
+    pub header_timeout: Duration,
+    /// How long reading a request body may take: a stalled body is a 408. For
     /// uploads, the longest wait for the next piece of the body.
-    #[arg(long, env = "CIRC_INGEST_BODY_TIMEOUT_MS", default_value_t = 10_000)]
-    pub body_timeout_ms: u64,
-    /// How long a request waits for the broker's acknowledgement of its events, in
-    /// milliseconds. Past it the answer is a 503 `kafka_unconfirmed`: the events may still be
+    #[arg(long, env = "CIRC_INGEST_BODY_TIMEOUT", default_value = "10s",
+        value_parser = flags::duration)]
+    pub body_timeout: Duration,
+    /// How long a request waits for the broker's acknowledgement of its events. Past it the answer is a 503 `kafka_unconfirmed`: the events may still be
     /// written, and a retry with the same ids (or Idempotency-Key) gets their outcome. Longer
     /// than a broker failover: with acks=all a dead broker holds back every partition it
     /// replicates until the controller fences it and shrinks the ISR (or elects a new leader),
     /// which held acknowledgements up to 9.5 s on a saturated three-broker cluster with a 4 s
     /// broker session (scripts/chaos); shorter than the request timeout.
-    #[arg(long, env = "CIRC_INGEST_ACK_TIMEOUT_MS", default_value_t = 10_000)]
-    pub ack_timeout_ms: u64,
-    /// How long the producer keeps trying a record, in milliseconds; the event ids of a request
+    #[arg(long, env = "CIRC_INGEST_ACK_TIMEOUT", default_value = "10s",
+        value_parser = flags::duration)]
+    pub ack_timeout: Duration,
+    /// How long the producer keeps trying a record; the event ids of a request
     /// answered `kafka_unconfirmed` stay claimed this long (plus a margin) so that a retry never
     /// writes an event a second time while the first attempt can still land.
     #[arg(
         long,
-        env = "CIRC_INGEST_DELIVERY_TIMEOUT_MS",
-        default_value_t = 30_000
+        env = "CIRC_INGEST_DELIVERY_TIMEOUT",
+        default_value = "30s",
+        value_parser = flags::duration
     )]
-    pub delivery_timeout_ms: u64,
-    /// How long the producer waits to fill a batch, in milliseconds. Zero for the HTTP path: every
+    pub delivery_timeout: Duration,
+    /// How long the producer waits to fill a batch. Zero for the HTTP path: every
     /// request waits it out at low rates (5 ms measured 6 ms p50 at 1000 req/s, 1 ms 2 ms, 0 ms
     /// 1.2 ms), and under load records still share requests (they queue while earlier requests
     /// are in flight), with no loss of throughput measured.
-    #[arg(long, env = "CIRC_INGEST_LINGER_MS", default_value_t = 0)]
-    pub linger_ms: u64,
+    #[arg(long, env = "CIRC_INGEST_LINGER", default_value = "0ms",
+        value_parser = flags::duration)]
+    pub linger: Duration,
     /// Producer compression: none, gzip, snappy, lz4 or zstd.
     #[arg(long, env = "CIRC_INGEST_COMPRESSION", default_value = "zstd")]
     pub compression: String,
-    /// How long an event id or Idempotency-Key is remembered, in seconds.
+    /// How long an event id or Idempotency-Key is remembered.
     #[arg(
         long,
-        env = "CIRC_INGEST_IDEMPOTENCY_WINDOW_SECS",
-        default_value_t = 86_400
+        env = "CIRC_INGEST_IDEMPOTENCY_WINDOW",
+        default_value = "1d",
+        value_parser = flags::duration
     )]
-    pub idempotency_window_secs: u64,
-    /// How long the trace index keeps where each accepted event was written, in seconds, for
+    pub idempotency_window: Duration,
+    /// How long the trace index keeps where each accepted event was written, for
     /// operators tracing an event by id or correlation id; 0 turns it off.
-    #[arg(long, env = "CIRC_TRACE_WINDOW_SECS", default_value_t = 86_400)]
-    pub trace_window_secs: u64,
+    #[arg(long, env = "CIRC_TRACE_WINDOW", default_value = "1d",
+        value_parser = flags::duration)]
+    pub trace_window: Duration,
     /// Trace index entries this process writes per second at most (0: no ceiling); past it
     /// they are dropped and counted in circulatory_trace_dropped_total.
     #[arg(long, env = "CIRC_TRACE_MAX_PER_SEC", default_value_t = circulatory::trace::DEFAULT_MAX_PER_SEC)]
@@ -162,9 +151,10 @@ pub struct Config {
         default_value = "/circulatory/ingest"
     )]
     pub source: String,
-    /// How long shutdown waits for in-flight requests and the producer queue, in milliseconds.
-    #[arg(long, env = "CIRC_INGEST_DRAIN_MS", default_value_t = 10_000)]
-    pub drain_ms: u64,
+    /// How long shutdown waits for in-flight requests and the producer queue.
+    #[arg(long, env = "CIRC_INGEST_DRAIN", default_value = "10s",
+        value_parser = flags::duration)]
+    pub drain: Duration,
 }
 
 impl Config {
@@ -191,11 +181,7 @@ impl Config {
         if self.db_max_connections == 0 {
             problems.push("the database pool needs at least one connection".into());
         }
-        if !self.database_url.starts_with("postgres://")
-            && !self.database_url.starts_with("postgresql://")
-        {
-            problems.push("DATABASE_URL must be a postgres:// URL".into());
-        }
+        problems.extend(self.database.problem());
         if self.max_batch == 0 || self.max_concurrency == 0 || self.rate_per_sec == 0 {
             problems.push("batch size, concurrency and rate must be positive".into());
         }
@@ -205,52 +191,32 @@ impl Config {
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.compression.as_str()) {
             problems.push(format!("unknown compression `{}`", self.compression));
         }
-        if self.header_timeout_ms == 0 || self.body_timeout_ms == 0 {
+        if self.header_timeout.is_zero() || self.body_timeout.is_zero() {
             problems.push("the header and body timeouts must be positive".into());
         }
-        if self.body_timeout_ms >= self.request_timeout_ms {
+        if self.body_timeout >= self.request_timeout {
             problems.push("the body timeout must be shorter than the request timeout".into());
         }
-        if self.redis_timeout_ms == 0 || self.redis_timeout_ms >= self.request_timeout_ms {
+        if self.redis_timeout.is_zero() || self.redis_timeout >= self.request_timeout {
             problems.push(
                 "the redis timeout must be positive and shorter than the request timeout".into(),
             );
         }
-        if self.ack_timeout_ms == 0 || self.ack_timeout_ms >= self.request_timeout_ms {
+        if self.ack_timeout.is_zero() || self.ack_timeout >= self.request_timeout {
             problems.push(
                 "the ack timeout must be positive and shorter than the request timeout".into(),
             );
         }
-        if self.delivery_timeout_ms < self.ack_timeout_ms {
+        if self.delivery_timeout < self.ack_timeout {
             problems.push("the delivery timeout must be at least the ack timeout".into());
         }
         problems
     }
 
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms)
-    }
-
-    pub fn body_timeout(&self) -> Duration {
-        Duration::from_millis(self.body_timeout_ms)
-    }
-
-    pub fn redis_timeout(&self) -> Duration {
-        Duration::from_millis(self.redis_timeout_ms)
-    }
-
     /// See [`crate::state::Limits::ack_budget`].
     pub fn ack_budget(&self) -> Duration {
-        self.request_timeout()
-            .saturating_sub(self.redis_timeout() + ANSWER_MARGIN)
+        self.request_timeout
+            .saturating_sub(self.redis_timeout + ANSWER_MARGIN)
             .max(Duration::from_millis(1))
-    }
-
-    pub fn ack_timeout(&self) -> Duration {
-        Duration::from_millis(self.ack_timeout_ms)
-    }
-
-    pub fn delivery_timeout(&self) -> Duration {
-        Duration::from_millis(self.delivery_timeout_ms)
     }
 }

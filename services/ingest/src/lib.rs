@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{BoxError, Router};
 use circulatory::auth::TokenVerifier;
-use circulatory::catalog::{Catalog, CatalogPaths};
+use circulatory::catalog::Catalog;
 use circulatory::kafka::{self, KafkaConfig, ProducerSettings};
 use circulatory::publisher::EventPublisher;
 use circulatory::registry::{RegistryConfig, SchemaRegistry};
@@ -132,26 +132,25 @@ pub struct Service {
 /// Assembles the state: catalog, registry, producer, Redis, token keys, object store; starts the
 /// dependency watcher and the flusher of the published counts.
 pub async fn build(config: &Config) -> anyhow::Result<Service> {
-    let catalog = Catalog::load(&CatalogPaths {
-        topology: config.topology.clone(),
-        schemas: config.schemas.clone(),
-    })?
-    .with_namespace(config.namespace.as_deref())
-    .map_err(anyhow::Error::msg)?;
+    let catalog = Catalog::load(&config.catalog.paths())?
+        .with_namespace(config.catalog.namespace.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let catalog = Arc::new(catalog);
-    let registry = Arc::new(SchemaRegistry::new(RegistryConfig::new(&config.registry))?);
-    let kafka = KafkaConfig::new(&config.bootstrap, "circulatory-ingest");
+    let registry = Arc::new(SchemaRegistry::new(RegistryConfig::new(
+        &config.kafka.registry,
+    ))?);
+    let kafka = KafkaConfig::new(&config.kafka.bootstrap, "circulatory-ingest");
     let producer = kafka::producer(
         &kafka,
         &ProducerSettings {
-            delivery_timeout: config.delivery_timeout(),
-            linger: Duration::from_millis(config.linger_ms),
+            delivery_timeout: config.delivery_timeout,
+            linger: config.linger,
             compression: config.compression.clone(),
             ..ProducerSettings::default()
         },
     )?;
-    let redis = connect_redis(&config.redis, config.redis_timeout()).await?;
-    let db = database(&config.database_url, config.db_max_connections)?;
+    let redis = connect_redis(&config.redis.redis, config.redis_timeout).await?;
+    let db = database(&config.database.database_url, config.db_max_connections)?;
     let public_key = match &config.jwt_public_key_file {
         Some(path) => Some(std::fs::read(path)?),
         None => None,
@@ -166,9 +165,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
     let health = Arc::new(Health::default());
     let publisher_trace = TraceIndex::spawn(
         redis.clone(),
-        config.namespace.as_deref(),
+        config.catalog.namespace.as_deref(),
         TraceSettings {
-            window: Duration::from_secs(config.trace_window_secs),
+            window: config.trace_window,
             max_per_sec: config.trace_max_per_sec,
         },
     );
@@ -178,7 +177,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         producer.clone(),
         &config.source,
     )
-    .with_publish_timeout(config.ack_timeout())
+    .with_publish_timeout(config.ack_timeout)
     .with_trace(publisher_trace.clone());
     let probes = Probes {
         kafka: Arc::new(kafka::reader(&KafkaConfig {
@@ -187,7 +186,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         })?),
         registry: registry.clone(),
         redis: redis.clone(),
-        redis_timeout: config.redis_timeout(),
+        redis_timeout: config.redis_timeout,
         db: db.clone(),
     };
     health.probe(&probes).await;
@@ -198,21 +197,25 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
     let asyncapi = serde_json::to_vec(&circulatory::asyncapi::document(
         &catalog,
         &circulatory::asyncapi::Servers {
-            kafka: config.bootstrap.clone(),
-            registry_url: config.registry.clone(),
+            kafka: config.kafka.bootstrap.clone(),
+            registry_url: config.kafka.registry.clone(),
             ingest: config.listen.to_string(),
         },
     ))?
     .into();
     let published = Arc::new(circulatory::consumer::stats::Published::default());
-    let stats = stats::Flusher::spawn(published.clone(), redis.clone(), config.namespace.clone());
+    let stats = stats::Flusher::spawn(
+        published.clone(),
+        redis.clone(),
+        config.catalog.namespace.clone(),
+    );
     let state = AppState(Arc::new(Inner {
         idempotency: IdempotencyStore::new(
             redis.clone(),
-            config.namespace.as_deref(),
-            Duration::from_secs(config.idempotency_window_secs),
+            config.catalog.namespace.as_deref(),
+            config.idempotency_window,
             Duration::from_secs(10),
-            config.delivery_timeout() + PENDING_MARGIN,
+            config.delivery_timeout + PENDING_MARGIN,
         ),
         rate_limiter: RateLimiter::new(config.rate_per_sec, config.rate_burst),
         catalog,
@@ -233,7 +236,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
             max_event_bytes: config.max_event_bytes,
             max_batch: config.max_batch,
             max_upload_bytes: config.max_upload_bytes,
-            body_timeout: config.body_timeout(),
+            body_timeout: config.body_timeout,
             ack_budget: config.ack_budget(),
         },
         asyncapi,
@@ -335,15 +338,15 @@ pub async fn serve(
     let router = app(
         service.state,
         config.max_concurrency,
-        config.request_timeout(),
+        config.request_timeout,
     );
     let limits = circulatory::http_server::ConnectionLimits {
-        header_timeout: Duration::from_millis(config.header_timeout_ms),
+        header_timeout: config.header_timeout,
         nodelay: false,
     };
     circulatory::http_server::serve(listener, router, limits, shutdown).await?;
     service.stop_watchers.cancel();
-    let drain = Duration::from_millis(config.drain_ms);
+    let drain = config.drain;
     let producer = state.publisher.producer().clone();
     let flushed = tokio::task::spawn_blocking(move || producer.flush(drain)).await?;
     // The last acknowledgements are counted: their figures go out before the process ends.

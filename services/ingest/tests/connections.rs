@@ -113,7 +113,7 @@ fn sample() -> Value {
 
 #[tokio::test]
 async fn slow_headers_slow_bodies_and_idle_connections_are_closed_within_their_bounds() {
-    let served = serve(&["--header-timeout-ms", "1000", "--body-timeout-ms", "1000"]).await;
+    let served = serve(&["--header-timeout", "1s", "--body-timeout", "1s"]).await;
     let bound = Duration::from_millis(1000);
     let margin = Duration::from_millis(1500);
 
@@ -241,7 +241,7 @@ async fn valid_requests_are_answered_as_usual_while_a_thousand_connections_are_h
         "this test holds {} sockets; raise the open files limit (ulimit -n)",
         2 * HELD
     );
-    let served = serve(&["--header-timeout-ms", "6000", "--body-timeout-ms", "6000"]).await;
+    let served = serve(&["--header-timeout", "6s", "--body-timeout", "6s"]).await;
     let event = like(&sample());
 
     let baseline = latencies(served.address, &event, 30).await;

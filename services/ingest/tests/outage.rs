@@ -46,8 +46,8 @@ fn alive(pid: i32) -> bool {
 
 #[tokio::test]
 async fn kafka_down_is_a_quick_503_and_the_api_recovers_by_itself() {
-    let ack_timeout = ACK_TIMEOUT_MS.to_string();
-    let api = api_with(&["post.created"], &["--ack-timeout-ms", &ack_timeout]).await;
+    let ack_timeout = format!("{ACK_TIMEOUT_MS}ms");
+    let api = api_with(&["post.created"], &["--ack-timeout", &ack_timeout]).await;
     let event = json!({"type": "post.created", "data": api.sample("post.created")});
     assert_eq!(api.post_json(&event).await.status, StatusCode::ACCEPTED);
 

@@ -18,7 +18,7 @@ use support::api_with;
 
 #[tokio::test]
 async fn a_retry_after_an_unconfirmed_answer_gets_the_first_outcome_and_writes_nothing_twice() {
-    let api = api_with(&[], &["--ack-timeout-ms", "1000"]).await;
+    let api = api_with(&[], &["--ack-timeout", "1s"]).await;
     let topic = api.env.topic_of("like.added");
     let id = uuid::Uuid::new_v4().to_string();
     let event = json!({"type": "like.added", "id": id, "data": api.sample("like.added")});
@@ -80,14 +80,14 @@ async fn the_ack_wait_ends_in_time_to_answer_within_the_request_timeout() {
     let api = api_with(
         &[],
         &[
-            "--request-timeout-ms",
-            "3000",
-            "--redis-timeout-ms",
-            "1000",
-            "--body-timeout-ms",
-            "1000",
-            "--ack-timeout-ms",
-            "2900",
+            "--request-timeout",
+            "3s",
+            "--redis-timeout",
+            "1s",
+            "--body-timeout",
+            "1s",
+            "--ack-timeout",
+            "2900ms",
         ],
     )
     .await;

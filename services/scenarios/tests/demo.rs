@@ -33,7 +33,7 @@ async fn the_demo_walks_through_every_step() {
         .args(["--redis", &connect.redis_url])
         .args(["--database-url", &connect.database_url])
         .args(["--object-store", pipeline.store.dir.to_str().unwrap()])
-        .args(["--timeout-secs", "180"])
+        .args(["--timeout", "3m"])
         .arg("--no-group-check")
         .env_remove("CIRC_TOKEN")
         .output()

@@ -36,8 +36,8 @@ impl Console {
             root.join("schemas").display().to_string(),
             "--jwt-secret".into(),
             SECRET.into(),
-            "--refresh-ms".into(),
-            "300".into(),
+            "--refresh".into(),
+            "300ms".into(),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
         let config = Config::parse_from(args);

@@ -102,7 +102,7 @@ pub(crate) fn kafka_config(global: &Global) -> KafkaConfig {
 }
 
 pub(crate) fn timeout(global: &Global) -> Duration {
-    Duration::from_secs(global.timeout_secs.max(1))
+    global.timeout.max(Duration::from_secs(1))
 }
 
 pub(crate) fn registry(global: &Global) -> Result<Arc<SchemaRegistry>, Failure> {

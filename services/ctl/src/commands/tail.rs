@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use circulatory::cloudevents::headers_as_text;
 use circulatory::codec::avro_to_json;
@@ -50,7 +49,7 @@ pub(crate) async fn run(global: &Global, args: TailArgs) -> Outcome {
     }
     consumer.assign(&assignment)?;
     let registry = registry(global)?;
-    let idle = args.idle_secs.map(Duration::from_secs);
+    let idle = args.idle;
     let mut stream = consumer.stream();
     let mut printed = 0u64;
     while args.max.is_none_or(|max| printed < max) {

@@ -1,7 +1,6 @@
 //! `circ token`: a development bearer token for the HTTP APIs.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use circulatory::auth::{claims_for, mint_hs256, AdminRole};
 
@@ -14,7 +13,7 @@ pub(crate) fn run(args: TokenArgs) -> Outcome {
             "the secret must be at least 32 bytes".into(),
         ));
     }
-    let mut claims = claims_for(args.sub, Duration::from_secs(args.ttl_secs));
+    let mut claims = claims_for(args.sub, args.ttl);
     claims.events = args.events;
     claims.domains = args.domains;
     claims.admin = args.admin || args.role.is_some();

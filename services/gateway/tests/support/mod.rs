@@ -69,8 +69,8 @@ pub(crate) async fn start(namespace: &str, extra: &[&str]) -> Instance {
         root.join("topics.yaml").to_str().unwrap(),
         "--schemas",
         root.join("schemas").to_str().unwrap(),
-        "--stats-flush-ms",
-        "200",
+        "--stats-flush",
+        "200ms",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -32,10 +32,11 @@ impl Deps {
         catalog: Arc<Catalog>,
         config: &Config<O>,
     ) -> anyhow::Result<Deps> {
-        let pool = circulatory::db::connect(&config.database_url, config.db_max_connections)
-            .await
-            .context("postgres")?;
-        let client = redis::Client::open(config.redis.as_str()).context("redis url")?;
+        let pool =
+            circulatory::db::connect(&config.database.database_url, config.db_max_connections)
+                .await
+                .context("postgres")?;
+        let client = redis::Client::open(config.redis.redis.as_str()).context("redis url")?;
         let redis = ConnectionManager::new(client).await.context("redis")?;
         Ok(Deps::new(catalog, pool, redis))
     }

@@ -5,7 +5,6 @@
 //! handlers and `O` are the group's own flags (`runner::NoOptions` when it has none).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,10 +14,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use circulatory::catalog::{Catalog, CatalogPaths};
+use circulatory::catalog::Catalog;
 use circulatory::consumer::telemetry::GroupMetrics;
 use circulatory::consumer::{ConsumerGroup, GroupSettings};
 use circulatory::kafka::KafkaConfig;
+use circulatory::process::flags::{self, CatalogFlags, DatabaseFlags, KafkaFlags, RedisFlags};
 use circulatory::process::{init_logs, parse_flags, shutdown_signal, Exit, Logs};
 use circulatory::registry::{RegistryConfig, SchemaRegistry};
 use circulatory::trace::TraceSettings;
@@ -51,44 +51,30 @@ pub struct Config<O: clap::Args> {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "CIRC_HANDLER_LISTEN", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
-    /// The topology file.
-    #[arg(long, env = "CIRC_TOPOLOGY", default_value = "topics.yaml")]
-    pub topology: PathBuf,
-    /// The Avro schemas folder.
-    #[arg(long, env = "CIRC_SCHEMAS", default_value = "schemas")]
-    pub schemas: PathBuf,
-    /// Topic namespace (prefix) for isolated environments.
-    #[arg(long, env = "CIRC_NAMESPACE")]
-    pub namespace: Option<String>,
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "CIRC_KAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
-    pub bootstrap: String,
-    /// Confluent-compatible schema registry API.
-    #[arg(
-        long,
-        env = "CIRC_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081/apis/ccompat/v7"
-    )]
-    pub registry: String,
+    #[command(flatten)]
+    pub catalog: CatalogFlags,
+    #[command(flatten)]
+    pub kafka: KafkaFlags,
     /// Redis (projections, realtime broadcasts, operators' figures).
-    #[arg(long, env = "CIRC_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis: String,
+    #[command(flatten)]
+    pub redis: RedisFlags,
     /// PostgreSQL (projections, exactly-once bookkeeping).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://circulatory:circulatory@127.0.0.1:5432/circulatory"
-    )]
-    pub database_url: String,
+    #[command(flatten)]
+    pub database: DatabaseFlags,
     /// Most PostgreSQL connections of this process.
     #[arg(long, env = "CIRC_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
     /// Replaces the group's max_in_flight from topics.yaml.
     #[arg(long, env = "CIRC_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
-    /// How long shutdown and revocation wait for in-flight events, in seconds.
-    #[arg(long, env = "CIRC_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
-    pub drain_timeout_secs: u64,
+    /// How long shutdown and revocation wait for in-flight events.
+    #[arg(
+        long,
+        env = "CIRC_DRAIN_TIMEOUT",
+        default_value = "10s",
+        value_parser = flags::duration
+    )]
+    pub drain_timeout: Duration,
     /// A stable id for this replica, unique in its group (Kubernetes: the pod name). Turns on
     /// static membership: restarted under the same id, the replica takes its partitions back at
     /// once rather than after the session timeout. Without it every start is a new member.
@@ -97,12 +83,22 @@ pub struct Config<O: clap::Args> {
     /// How long Kafka waits for a silent member before giving its partitions to others, in
     /// seconds. With static membership this is also how long a replica that stopped for good
     /// holds its partitions.
-    #[arg(long, env = "CIRC_SESSION_TIMEOUT_SECS", default_value_t = 30)]
-    pub session_timeout_secs: u64,
+    #[arg(
+        long,
+        env = "CIRC_SESSION_TIMEOUT",
+        default_value = "30s",
+        value_parser = flags::duration
+    )]
+    pub session_timeout: Duration,
     /// How long the trace index keeps what this group reports (retries, dead letters, the
-    /// events it emits), in seconds; 0 turns its reports off.
-    #[arg(long, env = "CIRC_TRACE_WINDOW_SECS", default_value_t = 86_400)]
-    pub trace_window_secs: u64,
+    /// events it emits); 0 turns its reports off.
+    #[arg(
+        long,
+        env = "CIRC_TRACE_WINDOW",
+        default_value = "1d",
+        value_parser = flags::duration
+    )]
+    pub trace_window: Duration,
     /// Trace index entries this process writes per second at most (0: no ceiling); past it
     /// they are dropped and counted in circulatory_trace_dropped_total.
     #[arg(long, env = "CIRC_TRACE_MAX_PER_SEC", default_value_t = circulatory::trace::DEFAULT_MAX_PER_SEC)]
@@ -142,12 +138,9 @@ async fn run<O: clap::Args>(
     register: Register<O>,
     config: Config<O>,
 ) -> ExitCode {
-    let catalog = match Catalog::load(&CatalogPaths {
-        topology: config.topology.clone(),
-        schemas: config.schemas.clone(),
-    })
-    .map_err(|e| e.to_string())
-    .and_then(|c| c.with_namespace(config.namespace.as_deref()))
+    let catalog = match Catalog::load(&config.catalog.paths())
+        .map_err(|e| e.to_string())
+        .and_then(|c| c.with_namespace(config.catalog.namespace.as_deref()))
     {
         Ok(catalog) => Arc::new(catalog),
         Err(e) => {
@@ -155,7 +148,7 @@ async fn run<O: clap::Args>(
             return Exit::Usage.into();
         }
     };
-    let registry = match SchemaRegistry::new(RegistryConfig::new(config.registry.clone())) {
+    let registry = match SchemaRegistry::new(RegistryConfig::new(config.kafka.registry.clone())) {
         Ok(registry) => Arc::new(registry),
         Err(e) => {
             eprintln!("{group}: registry: {e}");
@@ -173,15 +166,15 @@ async fn run<O: clap::Args>(
         Some(instance) => format!("{group}-{instance}"),
         None => format!("{group}-{}", std::process::id()),
     };
-    let kafka = KafkaConfig::new(config.bootstrap.clone(), client_id);
+    let kafka = KafkaConfig::new(config.kafka.bootstrap.clone(), client_id);
     let metrics_registry = prometheus::Registry::new();
     let settings = GroupSettings {
         max_in_flight: config.max_in_flight,
-        drain_timeout: Duration::from_secs(config.drain_timeout_secs),
-        session_timeout: Duration::from_secs(config.session_timeout_secs),
+        drain_timeout: config.drain_timeout,
+        session_timeout: config.session_timeout,
         instance_id: config.instance_id.clone(),
         trace: TraceSettings {
-            window: Duration::from_secs(config.trace_window_secs),
+            window: config.trace_window,
             max_per_sec: config.trace_max_per_sec,
         },
         ..GroupSettings::default()

@@ -44,7 +44,7 @@ pub(crate) async fn api_with(topics_for: &[&str], extra: &[&str]) -> Api {
     let router = circulatory_ingest::app(
         service.state,
         config.max_concurrency,
-        config.request_timeout(),
+        config.request_timeout,
     );
     Api {
         env,

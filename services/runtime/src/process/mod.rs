@@ -3,9 +3,11 @@
 //! configuration, its build and its serve loop, nothing else.
 
 mod exit;
+pub mod flags;
 mod logs;
 mod shutdown;
 
 pub use exit::{parse_flags, Exit};
+pub use flags::{CatalogFlags, DatabaseFlags, KafkaFlags, RedisFlags};
 pub use logs::{init_logs, Logs};
 pub use shutdown::shutdown_signal;

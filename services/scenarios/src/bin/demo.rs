@@ -86,8 +86,8 @@ struct Args {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=60))]
     seconds: u32,
     /// How long the set-up, and then the processing after the upload, may take.
-    #[arg(long, default_value_t = 180)]
-    timeout_secs: u64,
+    #[arg(long, default_value = "3m", value_parser = circulatory::process::flags::duration)]
+    timeout: Duration,
     /// A consumer group that must be ready first, as NAME=HOST:PORT of its /readyz (repeat;
     /// default: the groups of this scenario where scripts/up serves them).
     #[arg(long = "group", value_name = "NAME=HOST:PORT", default_values_t = GROUPS.iter().map(|g| g.to_string()))]
@@ -157,7 +157,7 @@ async fn run(args: Args) -> ExitCode {
             height: args.height,
             seconds: args.seconds,
         },
-        within: Duration::from_secs(args.timeout_secs),
+        within: args.timeout,
         ..Plan::default()
     };
     println!(

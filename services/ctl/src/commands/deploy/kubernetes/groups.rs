@@ -24,7 +24,7 @@ pub(crate) fn file(context: &Context, catalog: &Catalog, group: &Group) -> File 
         port: METRICS_PORT,
         env: vec![pods::pod_name("CIRC_INSTANCE_ID")],
         resources: ("100m", "128Mi", "1", "512Mi"),
-        // The drain timeout is 10 s (CIRC_DRAIN_TIMEOUT_SECS).
+        // The drain timeout is 10 s (CIRC_DRAIN_TIMEOUT).
         grace_secs: 30,
         catalog_items: &context.catalog_items,
     };
