@@ -52,7 +52,7 @@ fn retry_then_emit(
                 if e.attempt == 1 {
                     return Err(HandlerError::retryable("first attempts fail in this test"));
                 }
-                ctx.emit(CHILD, child);
+                ctx.emit_json(CHILD, child);
                 Ok(())
             }
         });

@@ -12,6 +12,7 @@
 //! - [`auth`]: bearer tokens (JWT), verified by every HTTP surface, minted by `circ token`.
 //! - [`realtime`]: broadcasts on Redis pub/sub.
 //! - [`trace`]: the trace index (where each event is, what each group did with it).
+//! - [`events`]: the typed payload of every event type, generated from `schemas/`.
 //! - [`sync`]: the one policy for poisoned locks (recover).
 //! - [`process`]: every binary's edges: flags, exit codes, logs, the stop signal.
 
@@ -23,6 +24,8 @@ pub mod codec;
 pub mod consumer;
 pub mod db;
 pub mod duration;
+/// The typed payload of every event type, generated from `schemas/`.
+pub use circulatory_events as events;
 pub mod http_server;
 pub mod json;
 pub mod kafka;

@@ -892,7 +892,7 @@ async fn a_transactional_group_commits_emits_hand_offs_and_offsets_together() {
                 } else if event.id() == flaky && event.attempt == 1 {
                     Err(HandlerError::retryable("try again"))
                 } else {
-                    ctx.emit("notification.created", notification.clone());
+                    ctx.emit_json("notification.created", notification.clone());
                     Ok(())
                 };
                 async move { result }

@@ -92,7 +92,7 @@ impl Handler for Counter {
             ))
         } else {
             if let Some((event_type, data)) = &self.emit {
-                ctx.emit(event_type, data.clone());
+                ctx.emit_json(event_type, data.clone());
             }
             Ok(())
         };

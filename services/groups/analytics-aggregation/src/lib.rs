@@ -32,8 +32,11 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
 use circulatory::consumer::{exactly_once, ConsumerGroup, Event, HandlerError};
+use circulatory::events::{
+    ContentEngagement, EngagementAction, EventPayload, LikeAdded, PostCreated, ShareCreated,
+    VideoViewed,
+};
 use circulatory_groups::runner::Registered;
-use serde::Deserialize;
 use sqlx::PgConnection;
 
 use circulatory_groups::deps::Deps;
@@ -53,7 +56,7 @@ pub const SHARE_WEIGHT: f64 = 5.0;
 /// The group's own flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// Half-life of trending scores, in seconds: an event this old weighs half a new one.
+    /// Half-life of trending scores: an event this old weighs half a new one.
     #[arg(
         long,
         env = "CIRC_TRENDING_HALF_LIFE_SECS",
@@ -61,7 +64,7 @@ pub struct Options {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub trending_half_life_secs: u64,
-    /// How long a counted event id is remembered in Redis, in seconds: redeliveries within this
+    /// How long a counted event id is remembered in Redis: redeliveries within this
     /// window are not counted twice.
     #[arg(
         long,
@@ -84,11 +87,11 @@ impl Default for Options {
 pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> Registered {
     let state = (deps.clone(), options);
     Ok([
-        "video.viewed",
-        "content.engagement",
-        "like.added",
-        "share.created",
-        "post.created",
+        VideoViewed::EVENT_TYPE,
+        ContentEngagement::EVENT_TYPE,
+        LikeAdded::EVENT_TYPE,
+        ShareCreated::EVENT_TYPE,
+        PostCreated::EVENT_TYPE,
     ]
     .into_iter()
     .fold(consumer, |consumer, event_type| {
@@ -101,11 +104,11 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> Regis
 }
 
 /// The trending weight of an engagement action (0: not counted in trending).
-pub fn engagement_weight(action: &str) -> f64 {
+pub fn engagement_weight(action: EngagementAction) -> f64 {
     match action {
-        "SAVE" => 4.0,
-        "CLICK" | "DWELL" | "PROFILE_VISIT" => 0.5,
-        _ => 0.0,
+        EngagementAction::Save => 4.0,
+        EngagementAction::Click | EngagementAction::Dwell | EngagementAction::ProfileVisit => 0.5,
+        EngagementAction::Impression | EngagementAction::Hide | EngagementAction::Other => 0.0,
     }
 }
 
@@ -116,7 +119,7 @@ pub fn trending_term(weight: f64, at: DateTime<Utc>, half_life_secs: u64) -> f64
 }
 
 /// What one event adds: Redis counters and trending, and the PostgreSQL rollups.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 struct Aggregate {
     content: Option<String>,
     author: Option<String>,
@@ -128,7 +131,7 @@ struct Aggregate {
     detail: Option<String>,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Deltas {
     posts: i64,
     views: i64,
@@ -139,47 +142,10 @@ struct Deltas {
     shares: i64,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VideoViewed {
-    video_id: String,
-    author_id: String,
-    watch_time_ms: i64,
-    completed: bool,
-    viewed_at: DateTime<Utc>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ContentEngagement {
-    content_id: String,
-    author_id: String,
-    action: String,
-    occurred_at: DateTime<Utc>,
-}
-
-/// like.added and share.created.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PostInteraction {
-    post_id: String,
-    post_author_id: String,
-    #[serde(alias = "likedAt", alias = "createdAt")]
-    at: DateTime<Utc>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PostCreated {
-    post_id: String,
-    author_id: String,
-    created_at: DateTime<Utc>,
-}
-
 impl Aggregate {
     fn of(event: &Event) -> Result<Aggregate, HandlerError> {
         Ok(match event.event_type() {
-            "video.viewed" => {
+            VideoViewed::EVENT_TYPE => {
                 let p: VideoViewed = event.payload()?;
                 if p.watch_time_ms < 0 {
                     return Err(HandlerError::permanent(format!(
@@ -188,8 +154,8 @@ impl Aggregate {
                     )));
                 }
                 Aggregate {
-                    content: Some(p.video_id),
-                    author: Some(p.author_id),
+                    content: Some(p.video_id.to_string()),
+                    author: Some(p.author_id.to_string()),
                     at: Some(p.viewed_at),
                     trending_weight: if p.completed {
                         COMPLETED_VIEW_WEIGHT
@@ -205,41 +171,33 @@ impl Aggregate {
                     detail: None,
                 }
             }
-            "content.engagement" => {
+            ContentEngagement::EVENT_TYPE => {
                 let p: ContentEngagement = event.payload()?;
                 Aggregate {
-                    content: Some(p.content_id),
-                    author: Some(p.author_id),
+                    content: Some(p.content_id.to_string()),
+                    author: Some(p.author_id.to_string()),
                     at: Some(p.occurred_at),
-                    trending_weight: engagement_weight(&p.action),
+                    trending_weight: engagement_weight(p.action),
                     deltas: Deltas {
                         engagements: 1,
                         ..Deltas::default()
                     },
-                    detail: Some(format!("engagement:{}", p.action.to_lowercase())),
+                    detail: Some(format!("engagement:{}", p.action.as_str().to_lowercase())),
                 }
             }
-            "like.added" | "share.created" => {
-                let like = event.event_type() == "like.added";
-                let p: PostInteraction = event.payload()?;
-                Aggregate {
-                    content: Some(p.post_id),
-                    author: Some(p.post_author_id),
-                    at: Some(p.at),
-                    trending_weight: if like { LIKE_WEIGHT } else { SHARE_WEIGHT },
-                    deltas: Deltas {
-                        likes: i64::from(like),
-                        shares: i64::from(!like),
-                        ..Deltas::default()
-                    },
-                    detail: None,
-                }
+            LikeAdded::EVENT_TYPE => {
+                let p: LikeAdded = event.payload()?;
+                Aggregate::on_post(p.post_id, p.post_author_id, p.liked_at, true)
             }
-            "post.created" => {
+            ShareCreated::EVENT_TYPE => {
+                let p: ShareCreated = event.payload()?;
+                Aggregate::on_post(p.post_id, p.post_author_id, p.created_at, false)
+            }
+            PostCreated::EVENT_TYPE => {
                 let p: PostCreated = event.payload()?;
                 Aggregate {
-                    content: Some(p.post_id),
-                    author: Some(p.author_id),
+                    content: Some(p.post_id.to_string()),
+                    author: Some(p.author_id.to_string()),
                     at: Some(p.created_at),
                     trending_weight: 0.0,
                     deltas: Deltas {
@@ -255,6 +213,27 @@ impl Aggregate {
                 )))
             }
         })
+    }
+
+    /// like.added (`like`) and share.created: counted on the post and its author.
+    fn on_post(
+        post_id: sqlx::types::Uuid,
+        post_author_id: sqlx::types::Uuid,
+        at: DateTime<Utc>,
+        like: bool,
+    ) -> Aggregate {
+        Aggregate {
+            content: Some(post_id.to_string()),
+            author: Some(post_author_id.to_string()),
+            at: Some(at),
+            trending_weight: if like { LIKE_WEIGHT } else { SHARE_WEIGHT },
+            deltas: Deltas {
+                likes: i64::from(like),
+                shares: i64::from(!like),
+                ..Deltas::default()
+            },
+            detail: None,
+        }
     }
 }
 
@@ -438,6 +417,139 @@ async fn roll_up(tx: &mut PgConnection, a: &Aggregate) -> Result<(), HandlerErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use circulatory::consumer::testing::{event, event_of};
+    use circulatory::events::{
+        EngagementContentKind, PostMediaType, PostVisibility, ShareChannel, ViewPlatform,
+        ViewSource,
+    };
+    use sqlx::types::Uuid;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_796_358_334_123).expect("in range")
+    }
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn view(watch_time_ms: i64, completed: bool) -> VideoViewed {
+        VideoViewed {
+            video_id: id(1),
+            author_id: id(2),
+            viewer_id: None,
+            session_id: id(9),
+            watch_time_ms,
+            video_duration_ms: 8000,
+            completed,
+            source: ViewSource::Feed,
+            platform: ViewPlatform::Ios,
+            country_code: None,
+            viewed_at: at(),
+        }
+    }
+
+    #[test]
+    fn a_view_counts_on_the_video_and_its_author() {
+        let a = Aggregate::of(&event_of(view(8000, true))).expect("aggregate");
+        assert_eq!(a.content, Some(id(1).to_string()));
+        assert_eq!(a.author, Some(id(2).to_string()));
+        assert_eq!(a.at, Some(at()));
+        assert_eq!(a.trending_weight, COMPLETED_VIEW_WEIGHT);
+        assert_eq!(
+            a.deltas,
+            Deltas {
+                views: 1,
+                completions: 1,
+                watch_ms: 8000,
+                ..Deltas::default()
+            }
+        );
+        let partial = Aggregate::of(&event_of(view(2000, false))).expect("aggregate");
+        assert_eq!(partial.trending_weight, VIEW_WEIGHT);
+        assert_eq!(
+            (partial.deltas.completions, partial.deltas.watch_ms),
+            (0, 2000)
+        );
+        let negative = Aggregate::of(&event_of(view(-1, false)));
+        assert!(matches!(negative, Err(HandlerError::Permanent(_))));
+    }
+
+    #[test]
+    fn engagement_is_weighted_and_detailed_by_action() {
+        let engagement = |action| ContentEngagement {
+            content_id: id(3),
+            content_kind: EngagementContentKind::Post,
+            author_id: id(2),
+            user_id: None,
+            action,
+            dwell_time_ms: None,
+            occurred_at: at(),
+        };
+        let save = Aggregate::of(&event_of(engagement(EngagementAction::Save))).expect("save");
+        assert_eq!(save.trending_weight, 4.0);
+        assert_eq!(save.detail.as_deref(), Some("engagement:save"));
+        assert_eq!(save.deltas.engagements, 1);
+        let visit =
+            Aggregate::of(&event_of(engagement(EngagementAction::ProfileVisit))).expect("visit");
+        assert_eq!(visit.trending_weight, 0.5);
+        assert_eq!(visit.detail.as_deref(), Some("engagement:profile_visit"));
+        assert_eq!(engagement_weight(EngagementAction::Impression), 0.0);
+        assert_eq!(engagement_weight(EngagementAction::Hide), 0.0);
+    }
+
+    #[test]
+    fn likes_shares_and_posts_count_on_the_post() {
+        let like = Aggregate::of(&event_of(LikeAdded {
+            post_id: id(3),
+            user_id: id(4),
+            post_author_id: id(2),
+            liked_at: at(),
+        }))
+        .expect("like");
+        let share = Aggregate::of(&event_of(ShareCreated {
+            share_id: id(5),
+            post_id: id(3),
+            user_id: id(4),
+            post_author_id: id(2),
+            channel: ShareChannel::ExternalApp,
+            recipient_id: None,
+            created_at: at(),
+        }))
+        .expect("share");
+        let post = Aggregate::of(&event_of(PostCreated {
+            post_id: id(3),
+            author_id: id(2),
+            text: "sunset".into(),
+            hashtags: vec![],
+            mentions: vec![],
+            media_type: PostMediaType::Text,
+            video_id: None,
+            visibility: PostVisibility::Public,
+            created_at: at(),
+        }))
+        .expect("post");
+        for a in [&like, &share, &post] {
+            assert_eq!(a.content, Some(id(3).to_string()));
+            assert_eq!(a.author, Some(id(2).to_string()));
+            assert_eq!(a.at, Some(at()));
+        }
+        assert_eq!(
+            (like.trending_weight, like.deltas.likes, like.deltas.shares),
+            (LIKE_WEIGHT, 1, 0)
+        );
+        assert_eq!(
+            (
+                share.trending_weight,
+                share.deltas.likes,
+                share.deltas.shares
+            ),
+            (SHARE_WEIGHT, 0, 1)
+        );
+        assert_eq!((post.trending_weight, post.deltas.posts), (0.0, 1));
+        let unlike = Aggregate::of(&event("like.removed", serde_json::json!({})));
+        assert!(matches!(unlike, Err(HandlerError::Permanent(_))));
+    }
 
     #[test]
     fn a_term_grows_by_one_per_half_life() {

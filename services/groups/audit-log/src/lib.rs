@@ -2,12 +2,10 @@
 //! health checks update `component_health` and add a trail row only when a component's status
 //! changes (a steady stream of HEALTHY checks is not an audit event).
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use circulatory::consumer::{exactly_once, ConsumerGroup, Event, HandlerError};
+use circulatory::events::{AdminAction, EventPayload, SystemHealth, UserMuted};
 use circulatory_groups::runner::Registered;
-use serde::Deserialize;
 use sqlx::PgConnection;
 
 use circulatory_groups::deps::Deps;
@@ -18,86 +16,41 @@ pub const GROUP: &str = "audit-log";
 
 pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
     Ok(consumer
-        .handler_with("admin.action", deps.clone(), |deps, e, _| async move {
-            admin_action(&deps, e).await
-        })
-        .handler_with("user.muted", deps.clone(), |deps, e, _| async move {
-            user_muted(&deps, e).await
-        })
-        .handler_with("system.health", deps.clone(), |deps, e, _| async move {
-            system_health(&deps, e).await
-        }))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AdminAction {
-    admin_id: String,
-    action: String,
-    target_kind: String,
-    target_ref: Option<String>,
-    reason: Option<String>,
-    details: BTreeMap<String, String>,
-    performed_at: DateTime<Utc>,
+        .handler_with(
+            AdminAction::EVENT_TYPE,
+            deps.clone(),
+            |deps, e, _| async move { admin_action(&deps, e).await },
+        )
+        .handler_with(
+            UserMuted::EVENT_TYPE,
+            deps.clone(),
+            |deps, e, _| async move { user_muted(&deps, e).await },
+        )
+        .handler_with(
+            SystemHealth::EVENT_TYPE,
+            deps.clone(),
+            |deps, e, _| async move { system_health(&deps, e).await },
+        ))
 }
 
 async fn admin_action(deps: &Deps, event: Event) -> Result<(), HandlerError> {
-    let p: AdminAction = event.payload()?;
-    let trail = Trail {
-        actor: Some(p.admin_id),
-        action: p.action,
-        target_kind: Some(p.target_kind),
-        target_ref: p.target_ref,
-        reason: p.reason,
-        details: serde_json::to_value(&p.details).unwrap_or_default(),
-        occurred_at: p.performed_at,
-    };
-    let (event_id, event_type) = (event.id().to_string(), event.event_type().to_string());
-    exactly_once(&deps.pool, GROUP, &event, move |tx| {
-        Box::pin(async move { trail.append(tx, &event_id, &event_type).await })
-    })
-    .await
-    .map(drop)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UserMuted {
-    user_id: String,
-    until: DateTime<Utc>,
-    reason: String,
-    muted_by: Option<String>,
-    content_id: Option<String>,
-    muted_at: DateTime<Utc>,
+    let trail = Trail::of_admin_action(event.payload()?);
+    append_once(deps, &event, trail).await
 }
 
 async fn user_muted(deps: &Deps, event: Event) -> Result<(), HandlerError> {
-    let p: UserMuted = event.payload()?;
-    let trail = Trail {
-        actor: p.muted_by,
-        action: "USER_MUTE".into(),
-        target_kind: Some("USER".into()),
-        target_ref: Some(p.user_id),
-        reason: Some(p.reason),
-        details: serde_json::json!({ "until": p.until, "contentId": p.content_id }),
-        occurred_at: p.muted_at,
-    };
+    let trail = Trail::of_mute(event.payload()?);
+    append_once(deps, &event, trail).await
+}
+
+/// Appends `trail` for `event`, once per event.
+async fn append_once(deps: &Deps, event: &Event, trail: Trail) -> Result<(), HandlerError> {
     let (event_id, event_type) = (event.id().to_string(), event.event_type().to_string());
-    exactly_once(&deps.pool, GROUP, &event, move |tx| {
+    exactly_once(&deps.pool, GROUP, event, move |tx| {
         Box::pin(async move { trail.append(tx, &event_id, &event_type).await })
     })
     .await
     .map(drop)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SystemHealth {
-    component: String,
-    status: String,
-    instance: Option<String>,
-    details: BTreeMap<String, String>,
-    checked_at: DateTime<Utc>,
 }
 
 async fn system_health(deps: &Deps, event: Event) -> Result<(), HandlerError> {
@@ -128,34 +81,18 @@ async fn system_health(deps: &Deps, event: Event) -> Result<(), HandlerError> {
             )
             .bind(&p.component)
             .bind(&instance)
-            .bind(&p.status)
+            .bind(p.status.as_str())
             .bind(&details)
             .bind(p.checked_at)
             .execute(&mut *tx)
             .await
             .map_err(db)?
             .rows_affected();
-            let changed = previous.as_ref().map(|(s,)| s.as_str()) != Some(p.status.as_str());
-            if updated == 1 && changed {
-                Trail {
-                    actor: None,
-                    action: "HEALTH_CHANGE".into(),
-                    target_kind: Some("COMPONENT".into()),
-                    target_ref: Some(if instance.is_empty() {
-                        p.component.clone()
-                    } else {
-                        format!("{}/{instance}", p.component)
-                    }),
-                    reason: Some(format!(
-                        "{} -> {}",
-                        previous.map(|(s,)| s).unwrap_or_else(|| "NONE".into()),
-                        p.status
-                    )),
-                    details,
-                    occurred_at: p.checked_at,
+            if updated == 1 {
+                let previous = previous.as_ref().map(|(s,)| s.as_str());
+                if let Some(trail) = Trail::of_health_change(&p, previous) {
+                    trail.append(tx, &event_id, &event_type).await?;
                 }
-                .append(tx, &event_id, &event_type)
-                .await?;
             }
             Ok(())
         })
@@ -165,10 +102,11 @@ async fn system_health(deps: &Deps, event: Event) -> Result<(), HandlerError> {
 }
 
 /// One row of the trail.
+#[derive(Debug, Clone, PartialEq)]
 struct Trail {
     actor: Option<String>,
-    action: String,
-    target_kind: Option<String>,
+    action: &'static str,
+    target_kind: Option<&'static str>,
     target_ref: Option<String>,
     reason: Option<String>,
     details: serde_json::Value,
@@ -176,6 +114,52 @@ struct Trail {
 }
 
 impl Trail {
+    fn of_admin_action(p: AdminAction) -> Trail {
+        Trail {
+            actor: Some(p.admin_id.to_string()),
+            action: p.action.as_str(),
+            target_kind: Some(p.target_kind.as_str()),
+            target_ref: p.target_ref,
+            reason: p.reason,
+            details: serde_json::to_value(&p.details).unwrap_or_default(),
+            occurred_at: p.performed_at,
+        }
+    }
+
+    fn of_mute(p: UserMuted) -> Trail {
+        Trail {
+            actor: p.muted_by.map(|id| id.to_string()),
+            action: "USER_MUTE",
+            target_kind: Some("USER"),
+            target_ref: Some(p.user_id.to_string()),
+            reason: Some(p.reason.as_str().into()),
+            details: serde_json::json!({ "until": p.until, "contentId": p.content_id }),
+            occurred_at: p.muted_at,
+        }
+    }
+
+    /// The trail row of health check `p` replacing a check of status `previous` (`None`: the
+    /// component's first check), or none when the status stays the same.
+    fn of_health_change(p: &SystemHealth, previous: Option<&str>) -> Option<Trail> {
+        if previous == Some(p.status.as_str()) {
+            return None;
+        }
+        let instance = p.instance.as_deref().unwrap_or_default();
+        Some(Trail {
+            actor: None,
+            action: "HEALTH_CHANGE",
+            target_kind: Some("COMPONENT"),
+            target_ref: Some(if instance.is_empty() {
+                p.component.clone()
+            } else {
+                format!("{}/{instance}", p.component)
+            }),
+            reason: Some(format!("{} -> {}", previous.unwrap_or("NONE"), p.status)),
+            details: serde_json::to_value(&p.details).unwrap_or_default(),
+            occurred_at: p.checked_at,
+        })
+    }
+
     async fn append(
         self,
         tx: &mut PgConnection,
@@ -200,5 +184,113 @@ impl Trail {
         .await
         .map_err(db)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    use circulatory::events::{AdminActionKind, AdminTargetKind, HealthStatus, UserMuteReason};
+    use serde_json::json;
+    use sqlx::types::Uuid;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().expect("a time")
+    }
+
+    #[test]
+    fn an_admin_action_is_its_admin_s_action_on_its_target() {
+        let admin = Uuid::from_u128(7);
+        let trail = Trail::of_admin_action(AdminAction {
+            action_id: Uuid::from_u128(1),
+            admin_id: admin,
+            action: AdminActionKind::UserBan,
+            target_kind: AdminTargetKind::DeadLetter,
+            target_ref: Some("dlq/3".into()),
+            reason: Some("spam wave".into()),
+            details: BTreeMap::from([("ticket".to_string(), "T-1".to_string())]),
+            performed_at: at("2026-11-27T10:00:00Z"),
+        });
+        assert_eq!(
+            trail,
+            Trail {
+                actor: Some("00000000-0000-0000-0000-000000000007".into()),
+                action: "USER_BAN",
+                target_kind: Some("DEAD_LETTER"),
+                target_ref: Some("dlq/3".into()),
+                reason: Some("spam wave".into()),
+                details: json!({"ticket": "T-1"}),
+                occurred_at: at("2026-11-27T10:00:00Z"),
+            }
+        );
+    }
+
+    #[test]
+    fn a_mute_is_a_user_mute_of_the_user_until_its_end() {
+        let mute = UserMuted {
+            user_id: Uuid::from_u128(2),
+            until: at("2026-11-28T10:00:00Z"),
+            reason: UserMuteReason::HateSpeech,
+            muted_by: Some(Uuid::from_u128(3)),
+            content_id: Some(Uuid::from_u128(4)),
+            muted_at: at("2026-11-27T10:05:00Z"),
+        };
+        let trail = Trail::of_mute(mute.clone());
+        assert_eq!(trail.action, "USER_MUTE");
+        assert_eq!(trail.target_kind, Some("USER"));
+        assert_eq!(trail.target_ref, Some(mute.user_id.to_string()));
+        assert_eq!(trail.actor, Some(Uuid::from_u128(3).to_string()));
+        assert_eq!(trail.reason.as_deref(), Some("HATE_SPEECH"));
+        assert_eq!(
+            trail.details,
+            json!({
+                "until": "2026-11-28T10:00:00Z",
+                "contentId": "00000000-0000-0000-0000-000000000004"
+            })
+        );
+        assert_eq!(trail.occurred_at, mute.muted_at);
+        let by_nobody = Trail::of_mute(UserMuted {
+            muted_by: None,
+            content_id: None,
+            ..mute
+        });
+        assert_eq!(by_nobody.actor, None);
+        assert_eq!(by_nobody.details["contentId"], serde_json::Value::Null);
+    }
+
+    fn check(status: HealthStatus, instance: Option<&str>) -> SystemHealth {
+        SystemHealth {
+            component: "group:feed".into(),
+            status,
+            instance: instance.map(str::to_string),
+            details: BTreeMap::from([("lag".to_string(), "12".to_string())]),
+            checked_at: at("2026-11-27T10:00:00Z"),
+        }
+    }
+
+    #[test]
+    fn only_a_change_of_health_status_is_a_trail_row() {
+        let healthy = check(HealthStatus::Healthy, None);
+        assert_eq!(Trail::of_health_change(&healthy, Some("HEALTHY")), None);
+        let first = Trail::of_health_change(&healthy, None).expect("a change");
+        assert_eq!(first.reason.as_deref(), Some("NONE -> HEALTHY"));
+        assert_eq!(first.target_ref.as_deref(), Some("group:feed"));
+        assert_eq!(
+            (first.action, first.target_kind),
+            ("HEALTH_CHANGE", Some("COMPONENT"))
+        );
+        assert_eq!(first.actor, None);
+        assert_eq!(first.details, json!({"lag": "12"}));
+        assert_eq!(first.occurred_at, healthy.checked_at);
+        let degraded = check(HealthStatus::Degraded, Some("pod-1"));
+        let change = Trail::of_health_change(&degraded, Some("HEALTHY")).expect("a change");
+        assert_eq!(change.reason.as_deref(), Some("HEALTHY -> DEGRADED"));
+        assert_eq!(change.target_ref.as_deref(), Some("group:feed/pod-1"));
+        let unnamed = check(HealthStatus::Degraded, Some(""));
+        let change = Trail::of_health_change(&unnamed, None).expect("a change");
+        assert_eq!(change.target_ref.as_deref(), Some("group:feed"));
     }
 }

@@ -10,6 +10,7 @@
 use circulatory::consumer::HandlerError;
 use circulatory::realtime::{self, RealtimeMessage};
 use redis::aio::ConnectionManager;
+use uuid::Uuid;
 
 use circulatory_groups::deps::Deps;
 use circulatory_groups::effects::redis_error;
@@ -111,12 +112,15 @@ pub(crate) async fn replace(
 /// round trip. Best effort, like every realtime message: a failure is logged, not retried.
 pub(crate) async fn announce(
     redis: &ConnectionManager,
-    followers: &[String],
+    followers: &[Uuid],
     message: &RealtimeMessage,
     per_round_trip: usize,
 ) {
     for batch in followers.chunks(per_round_trip.max(1)) {
-        let channels: Vec<String> = batch.iter().map(|f| updates_channel(f)).collect();
+        let channels: Vec<String> = batch
+            .iter()
+            .map(|f| updates_channel(&f.to_string()))
+            .collect();
         let mut redis = redis.clone();
         if let Err(e) = realtime::publish(&mut redis, &channels, message).await {
             tracing::warn!(error = %e, "feed update broadcast failed");

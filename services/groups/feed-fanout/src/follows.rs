@@ -8,35 +8,37 @@
 
 use circulatory::consumer::HandlerError;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use circulatory_groups::effects::db;
 
-/// Below every uuid: the cursor of the first page.
-const BEFORE_ALL: &str = "00000000-0000-0000-0000-000000000000";
+use crate::posts::stored_uuid;
 
 /// Up to `limit` current followers of `author` whose id is greater than `after` (all when
 /// `None`), in id order.
 pub async fn followers(
     pool: &PgPool,
-    author: &str,
-    after: Option<&str>,
+    author: Uuid,
+    after: Option<Uuid>,
     limit: usize,
-) -> Result<Vec<String>, HandlerError> {
-    sqlx::query_scalar(
+) -> Result<Vec<Uuid>, HandlerError> {
+    let ids: Vec<String> = sqlx::query_scalar(
         "SELECT follower_id::text AS id FROM user_follows \
          WHERE followee_id = $1::uuid AND active AND follower_id > $2::uuid \
          ORDER BY follower_id LIMIT $3",
     )
     .bind(author)
-    .bind(after.unwrap_or(BEFORE_ALL))
+    // Below every uuid: the cursor of the first page.
+    .bind(after.unwrap_or(Uuid::nil()))
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
     .fetch_all(pool)
     .await
-    .map_err(db)
+    .map_err(db)?;
+    ids.iter().map(|id| stored_uuid(id)).collect()
 }
 
 /// How many followers `author` has now.
-pub async fn follower_count(pool: &PgPool, author: &str) -> Result<u64, HandlerError> {
+pub async fn follower_count(pool: &PgPool, author: Uuid) -> Result<u64, HandlerError> {
     let count: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM user_follows WHERE followee_id = $1::uuid AND active",
     )

@@ -4,36 +4,73 @@
 
 use chrono::{DateTime, Utc};
 use circulatory::consumer::HandlerError;
+use circulatory::events::{PostMediaType, PostVisibility};
 use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
 
 use circulatory_groups::effects::db;
 
 /// A post as the feeds see it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Post {
-    pub(crate) post_id: String,
-    pub(crate) author_id: String,
-    pub(crate) media_type: String,
-    pub(crate) video_id: Option<String>,
-    pub(crate) visibility: String,
+    pub(crate) post_id: Uuid,
+    pub(crate) author_id: Uuid,
+    pub(crate) media_type: PostMediaType,
+    pub(crate) video_id: Option<Uuid>,
+    pub(crate) visibility: PostVisibility,
     /// The feed score (epoch milliseconds of this time).
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) deleted: bool,
 }
 
+/// A `feed_posts` row as `load` reads it (ids as text).
+type Row = (
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    DateTime<Utc>,
+    bool,
+);
+
 impl Post {
     /// Whether followers' feeds hold it (else the fan-out removes it).
     pub(crate) fn in_feeds(&self) -> bool {
-        !self.deleted && self.visibility != "PRIVATE"
+        !self.deleted && self.visibility != PostVisibility::Private
     }
 
     pub(crate) fn score(&self) -> i64 {
         self.created_at.timestamp_millis()
     }
+
+    /// The post of a row. The row was written from valid payloads, so a value that does not
+    /// read is a broken row, which no retry mends.
+    fn of_row(
+        (post_id, author_id, media_type, video_id, visibility, created_at, deleted): Row,
+    ) -> Result<Post, HandlerError> {
+        let broken = |e: &dyn std::fmt::Display| {
+            HandlerError::permanent(format!("feed_posts row of {post_id}: {e}"))
+        };
+        Ok(Post {
+            post_id: stored_uuid(&post_id)?,
+            author_id: stored_uuid(&author_id)?,
+            media_type: media_type.parse().map_err(|e| broken(&e))?,
+            video_id: video_id.as_deref().map(stored_uuid).transpose()?,
+            visibility: visibility.parse().map_err(|e| broken(&e))?,
+            created_at,
+            deleted,
+        })
+    }
 }
 
-pub(crate) async fn load(pool: &PgPool, post_id: &str) -> Result<Option<Post>, HandlerError> {
-    sqlx::query_as(
+/// A uuid that PostgreSQL wrote as text (`uuid::text`).
+pub(crate) fn stored_uuid(text: &str) -> Result<Uuid, HandlerError> {
+    Uuid::parse_str(text).map_err(|e| HandlerError::permanent(format!("stored uuid `{text}`: {e}")))
+}
+
+pub(crate) async fn load(pool: &PgPool, post_id: Uuid) -> Result<Option<Post>, HandlerError> {
+    let row: Option<Row> = sqlx::query_as(
         "SELECT post_id::text, author_id::text, media_type, video_id::text, visibility, \
                 created_at, deleted \
          FROM feed_posts WHERE post_id = $1::uuid",
@@ -41,7 +78,8 @@ pub(crate) async fn load(pool: &PgPool, post_id: &str) -> Result<Option<Post>, H
     .bind(post_id)
     .fetch_optional(pool)
     .await
-    .map_err(db)
+    .map_err(db)?;
+    row.map(Post::of_row).transpose()
 }
 
 /// A post was created: post.created is authoritative for media type and visibility; the feed
@@ -57,11 +95,11 @@ pub(crate) async fn created(tx: &mut PgConnection, post: &Post) -> Result<(), Ha
            created_at = GREATEST(feed_posts.created_at, EXCLUDED.created_at), \
            updated_at = now()",
     )
-    .bind(&post.post_id)
-    .bind(&post.author_id)
-    .bind(&post.media_type)
-    .bind(&post.video_id)
-    .bind(&post.visibility)
+    .bind(post.post_id)
+    .bind(post.author_id)
+    .bind(post.media_type.as_str())
+    .bind(post.video_id)
+    .bind(post.visibility.as_str())
     .bind(post.created_at)
     .execute(&mut *tx)
     .await
@@ -83,9 +121,9 @@ pub(crate) async fn video_published(
            created_at = GREATEST(feed_posts.created_at, EXCLUDED.created_at), \
            updated_at = now()",
     )
-    .bind(&post.post_id)
-    .bind(&post.author_id)
-    .bind(&post.video_id)
+    .bind(post.post_id)
+    .bind(post.author_id)
+    .bind(post.video_id)
     .bind(post.created_at)
     .execute(&mut *tx)
     .await
@@ -97,8 +135,8 @@ pub(crate) async fn video_published(
 /// publication never brings the post back.
 pub(crate) async fn deleted(
     tx: &mut PgConnection,
-    post_id: &str,
-    author_id: &str,
+    post_id: Uuid,
+    author_id: Uuid,
     deleted_at: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
     sqlx::query(
@@ -122,7 +160,7 @@ pub(crate) async fn deleted(
 /// The `limit` newest visible posts of the people `user` follows: (post id, score).
 pub(crate) async fn recent_from_followees(
     pool: &PgPool,
-    user: &str,
+    user: Uuid,
     limit: usize,
 ) -> Result<Vec<(String, i64)>, HandlerError> {
     let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
@@ -141,4 +179,66 @@ pub(crate) async fn recent_from_followees(
         .into_iter()
         .map(|(id, at)| (id, at.timestamp_millis()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(media_type: &str, video_id: Option<&str>, visibility: &str) -> Row {
+        (
+            "0192e3a4-0000-7000-8000-000000000001".into(),
+            "0192e3a4-0000-7000-8000-000000000002".into(),
+            media_type.into(),
+            video_id.map(str::to_string),
+            visibility.into(),
+            DateTime::from_timestamp_millis(1_795_773_600_123).expect("in range"),
+            false,
+        )
+    }
+
+    #[test]
+    fn a_row_reads_as_the_post_it_stores() {
+        let post = Post::of_row(row(
+            "VIDEO",
+            Some("0192e3a4-0000-7000-8000-000000000003"),
+            "FOLLOWERS",
+        ))
+        .expect("a valid row");
+        assert_eq!(
+            post.post_id,
+            Uuid::from_u128(0x0192e3a4_0000_7000_8000_000000000001)
+        );
+        assert_eq!(post.media_type, PostMediaType::Video);
+        assert_eq!(
+            post.video_id,
+            Some(Uuid::from_u128(0x0192e3a4_0000_7000_8000_000000000003))
+        );
+        assert_eq!(post.visibility, PostVisibility::Followers);
+        assert_eq!(post.score(), 1_795_773_600_123);
+        assert!(post.in_feeds());
+        for broken in [
+            row("PODCAST", None, "PUBLIC"),
+            row("TEXT", None, "FRIENDS"),
+            row("TEXT", Some("not-a-uuid"), "PUBLIC"),
+        ] {
+            assert!(!Post::of_row(broken).unwrap_err().is_retryable());
+        }
+    }
+
+    #[test]
+    fn deleted_and_private_posts_stay_out_of_feeds() {
+        let post = Post::of_row(row("TEXT", None, "PUBLIC")).expect("a valid row");
+        assert!(post.in_feeds());
+        let private = Post {
+            visibility: PostVisibility::Private,
+            ..post.clone()
+        };
+        assert!(!private.in_feeds());
+        let deleted = Post {
+            deleted: true,
+            ..post
+        };
+        assert!(!deleted.in_feeds());
+    }
 }

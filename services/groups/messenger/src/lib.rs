@@ -12,11 +12,13 @@
 //! while the user is online. The decision taken when a message is stored is kept on its row, so
 //! a redelivery emits the same notification or none, whatever the presence is by then.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use circulatory::consumer::{exactly_once, Applied, ConsumerGroup, Context, Event, HandlerError};
+use circulatory::events::{
+    EventPayload, MessageDelivered, MessageRead, MessageSent, NotificationChannel,
+    NotificationCreated, NotificationKind,
+};
 use circulatory_groups::runner::Registered;
-use serde::Deserialize;
-use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -34,9 +36,13 @@ const PREVIEW_CHARS: usize = 100;
 
 pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
     Ok(consumer
-        .handler_with("message.sent", deps.clone(), message_sent)
-        .handler_with("message.delivered", deps.clone(), message_delivered)
-        .handler_with("message.read", deps.clone(), message_read))
+        .handler_with(MessageSent::EVENT_TYPE, deps.clone(), message_sent)
+        .handler_with(
+            MessageDelivered::EVENT_TYPE,
+            deps.clone(),
+            message_delivered,
+        )
+        .handler_with(MessageRead::EVENT_TYPE, deps.clone(), message_read))
 }
 
 /// The realtime channel of what a user receives (topics.yaml `realtime`).
@@ -52,16 +58,19 @@ pub fn offline_notification_id(message_id: Uuid) -> Uuid {
     )
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MessageSent {
-    message_id: Uuid,
-    conversation_id: Uuid,
-    sender_id: Uuid,
-    recipient_id: Uuid,
-    body: String,
-    reply_to_message_id: Option<Uuid>,
-    sent_at: DateTime<Utc>,
+/// The notification of `m`'s recipient when they were offline as it was stored.
+fn offline_notification(m: &MessageSent) -> NotificationCreated {
+    NotificationCreated {
+        notification_id: offline_notification_id(m.message_id),
+        user_id: m.recipient_id,
+        kind: NotificationKind::Message,
+        title: "New message".into(),
+        body: preview(&m.body, PREVIEW_CHARS),
+        actor_id: Some(m.sender_id),
+        entity_id: Some(m.conversation_id),
+        channels: vec![NotificationChannel::InApp, NotificationChannel::Push],
+        created_at: m.sent_at,
+    }
 }
 
 async fn message_sent(deps: Deps, event: Event, ctx: Context) -> Result<(), HandlerError> {
@@ -95,24 +104,11 @@ async fn message_sent(deps: Deps, event: Event, ctx: Context) -> Result<(), Hand
     };
     ctx.broadcast(
         received_channel(p.recipient_id),
-        "message.sent",
+        MessageSent::EVENT_TYPE,
         event.data.clone(),
     );
     if offline {
-        ctx.emit(
-            "notification.created",
-            json!({
-                "notificationId": offline_notification_id(p.message_id).to_string(),
-                "userId": p.recipient_id.to_string(),
-                "kind": "MESSAGE",
-                "title": "New message",
-                "body": preview(&p.body, PREVIEW_CHARS),
-                "actorId": p.sender_id.to_string(),
-                "entityId": p.conversation_id.to_string(),
-                "channels": ["IN_APP", "PUSH"],
-                "createdAt": p.sent_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            }),
-        );
+        ctx.emit(offline_notification(&p));
     }
     Ok(())
 }
@@ -200,18 +196,9 @@ async fn lock_message(
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MessageDelivered {
-    message_id: Uuid,
-    conversation_id: Uuid,
-    sender_id: Uuid,
-    recipient_id: Uuid,
-    delivered_at: DateTime<Utc>,
-}
-
 async fn message_delivered(deps: Deps, event: Event, ctx: Context) -> Result<(), HandlerError> {
     let p: MessageDelivered = event.payload()?;
+    let sender = p.sender_id;
     let advanced = exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             let stored = lock_message(
@@ -239,23 +226,14 @@ async fn message_delivered(deps: Deps, event: Event, ctx: Context) -> Result<(),
     })
     .await?;
     if advanced == Applied::Now(true) {
-        receipt(&ctx, &event);
+        receipt(&ctx, &event, sender);
     }
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MessageRead {
-    message_id: Uuid,
-    conversation_id: Uuid,
-    sender_id: Uuid,
-    reader_id: Uuid,
-    read_at: DateTime<Utc>,
-}
-
 async fn message_read(deps: Deps, event: Event, ctx: Context) -> Result<(), HandlerError> {
     let p: MessageRead = event.payload()?;
+    let sender = p.sender_id;
     let advanced = exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             let stored = lock_message(
@@ -294,21 +272,14 @@ async fn message_read(deps: Deps, event: Event, ctx: Context) -> Result<(), Hand
     })
     .await?;
     if advanced == Applied::Now(true) {
-        receipt(&ctx, &event);
+        receipt(&ctx, &event, sender);
     }
     Ok(())
 }
 
-/// Tells the sender about a receipt, on the channel of what they receive.
-fn receipt(ctx: &Context, event: &Event) {
-    let Some(sender) = event
-        .data
-        .get("senderId")
-        .and_then(|v| v.as_str())
-        .and_then(|s| Uuid::parse_str(s).ok())
-    else {
-        return;
-    };
+/// Tells the sender about a receipt (the receipt event as it came), on the channel of what they
+/// receive.
+fn receipt(ctx: &Context, event: &Event, sender: Uuid) {
     ctx.broadcast(
         received_channel(sender),
         event.event_type(),
@@ -352,5 +323,32 @@ mod tests {
             offline_notification_id(message),
             offline_notification_id(Uuid::new_v4())
         );
+    }
+
+    #[test]
+    fn an_offline_recipient_is_notified_of_the_message_by_its_sender() {
+        let sent_at = DateTime::from_timestamp_millis(1_795_773_600_123).expect("in range");
+        let m = MessageSent {
+            message_id: Uuid::from_u128(1),
+            conversation_id: Uuid::from_u128(2),
+            sender_id: Uuid::from_u128(3),
+            recipient_id: Uuid::from_u128(4),
+            body: format!("  {}  ", "x".repeat(150)),
+            reply_to_message_id: None,
+            sent_at,
+        };
+        let n = offline_notification(&m);
+        assert_eq!(n.notification_id, offline_notification_id(m.message_id));
+        assert_eq!(n.user_id, m.recipient_id);
+        assert_eq!(n.kind, NotificationKind::Message);
+        assert_eq!(n.title, "New message");
+        assert_eq!(n.body, format!("{}\u{2026}", "x".repeat(PREVIEW_CHARS - 1)));
+        assert_eq!(n.actor_id, Some(m.sender_id));
+        assert_eq!(n.entity_id, Some(m.conversation_id));
+        assert_eq!(
+            n.channels,
+            vec![NotificationChannel::InApp, NotificationChannel::Push]
+        );
+        assert_eq!(n.created_at, sent_at);
     }
 }

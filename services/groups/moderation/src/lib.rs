@@ -16,18 +16,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use circulatory::catalog::Catalog;
 use circulatory::consumer::{exactly_once, Applied, ConsumerGroup, Context, Event, HandlerError};
+use circulatory::events::{
+    CommentAdded, ContentFlagged, ContentModerationReviewed, EventPayload, FlagReason, FlagSource,
+    FlaggedContentKind, ModerationDecision, ModerationPolicy, PostCreated, PostDeleted,
+    PostDeletionReason, ReviewedContentKind, UserMuteReason, UserMuted,
+};
 use circulatory_groups::runner::{RegisterError, Registered};
-use serde::Deserialize;
-use serde_json::json;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use circulatory_groups::deps::Deps;
 use circulatory_groups::effects::db;
 
-use crate::rules::{flags_by_category, Hit, Rules};
+use crate::rules::{flags_by_category, CategoryFlag, Hit, Rules};
 
 pub const GROUP: &str = "moderation";
 
@@ -87,24 +90,31 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> Regis
             .unwrap_or_else(|_| chrono::Duration::days(1)),
     };
     Ok(consumer
-        .handler_with("post.created", m.clone(), |m, e, ctx| async move {
+        .handler_with(PostCreated::EVENT_TYPE, m.clone(), |m, e, ctx| async move {
             post_created(&m, e, ctx).await
         })
-        .handler_with("comment.added", m.clone(), |m, e, ctx| async move {
-            comment_added(&m, e, ctx).await
-        })
-        .handler_with("content.flagged", m.clone(), |m, e, _| async move {
-            content_flagged(&m, e).await
-        })
-        .handler_with("content.moderation.reviewed", m, |m, e, ctx| async move {
-            reviewed(&m, e, ctx).await
-        }))
+        .handler_with(
+            CommentAdded::EVENT_TYPE,
+            m.clone(),
+            |m, e, ctx| async move { comment_added(&m, e, ctx).await },
+        )
+        .handler_with(
+            ContentFlagged::EVENT_TYPE,
+            m.clone(),
+            |m, e, _| async move { content_flagged(&m, e).await },
+        )
+        .handler_with(
+            ContentModerationReviewed::EVENT_TYPE,
+            m,
+            |m, e, ctx| async move { reviewed(&m, e, ctx).await },
+        ))
 }
 
-/// Loads the rules file: its categories must be reasons of `content.flagged`, and its regexes
-/// must compile in PostgreSQL.
+/// Loads the rules file: its categories must be reasons of `content.flagged` (in the catalog and
+/// in [`FlagReason`]), and its regexes must compile in PostgreSQL.
 pub fn load_rules(deps: &Deps, path: &std::path::Path) -> Result<Rules, String> {
-    let categories = enum_symbols(&deps.catalog, "content.flagged", "reason");
+    let mut categories = enum_symbols(&deps.catalog, ContentFlagged::EVENT_TYPE, "reason");
+    categories.retain(|c| c.parse::<FlagReason>().is_ok());
     if categories.is_empty() {
         return Err("the catalog's content.flagged has no `reason` enum".into());
     }
@@ -177,55 +187,47 @@ fn check_patterns(deps: &Deps, rules: &Rules) -> Result<(), String> {
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PostCreated {
-    post_id: String,
-    author_id: String,
-    text: String,
-    hashtags: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CommentAdded {
-    comment_id: String,
-    author_id: String,
-    text: String,
-}
-
 /// Content to screen.
 struct Screened {
-    content_id: String,
-    kind: &'static str,
-    author_id: String,
+    content_id: Uuid,
+    kind: FlaggedContentKind,
+    author_id: Uuid,
     text: String,
+}
+
+impl Screened {
+    /// A post: its text and its hashtags.
+    fn post(p: PostCreated) -> Screened {
+        let mut text = p.text;
+        for tag in &p.hashtags {
+            text.push_str(" #");
+            text.push_str(tag);
+        }
+        Screened {
+            content_id: p.post_id,
+            kind: FlaggedContentKind::Post,
+            author_id: p.author_id,
+            text,
+        }
+    }
+
+    fn comment(p: CommentAdded) -> Screened {
+        Screened {
+            content_id: p.comment_id,
+            kind: FlaggedContentKind::Comment,
+            author_id: p.author_id,
+            text: p.text,
+        }
+    }
 }
 
 async fn post_created(m: &Moderation, event: Event, ctx: Context) -> Result<(), HandlerError> {
-    let p: PostCreated = event.payload()?;
-    let mut text = p.text;
-    for tag in &p.hashtags {
-        text.push_str(" #");
-        text.push_str(tag);
-    }
-    let content = Screened {
-        content_id: p.post_id,
-        kind: "POST",
-        author_id: p.author_id,
-        text,
-    };
+    let content = Screened::post(event.payload()?);
     screen(m, &event, &ctx, content).await
 }
 
 async fn comment_added(m: &Moderation, event: Event, ctx: Context) -> Result<(), HandlerError> {
-    let p: CommentAdded = event.payload()?;
-    let content = Screened {
-        content_id: p.comment_id,
-        kind: "COMMENT",
-        author_id: p.author_id,
-        text: p.text,
-    };
+    let content = Screened::comment(event.payload()?);
     screen(m, &event, &ctx, content).await
 }
 
@@ -243,28 +245,42 @@ async fn screen(
     if !should_emit(&applied, event) || hits.is_empty() {
         return Ok(());
     }
-    for flag in flags_by_category(&hits) {
-        let seed = format!("{GROUP}/screen/{}/{}", event.id(), flag.category);
-        let flag_id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, seed.as_bytes());
-        ctx.emit(
-            "content.flagged",
-            json!({
-                "flagId": flag_id.to_string(),
-                "contentId": content.content_id,
-                "contentKind": content.kind,
-                "authorId": content.author_id,
-                "reporterId": null,
-                "source": "AUTOMATED",
-                "reason": flag.category,
-                "details": flag.details,
-                "score": flag.severity.score(),
-                // The screening is of the content as published: the cause's time, so a
-                // re-emission carries the same payload.
-                "flaggedAt": event.metadata.time,
-            }),
-        );
+    let flags = flags_by_category(&hits)
+        .into_iter()
+        .map(|flag| flag_of(event, &content, flag))
+        .collect::<Result<Vec<_>, _>>()?;
+    for flag in flags {
+        ctx.emit(flag);
     }
     Ok(())
+}
+
+/// The automated `content.flagged` of `content` screened by `event`, for one category. Its id
+/// and time derive from the cause alone (the screening is of the content as published), so a
+/// re-emission carries the same payload.
+fn flag_of(
+    event: &Event,
+    content: &Screened,
+    flag: CategoryFlag,
+) -> Result<ContentFlagged, HandlerError> {
+    // The rules' categories were checked at start to be reasons.
+    let reason: FlagReason = flag
+        .category
+        .parse()
+        .map_err(|e| HandlerError::permanent(format!("rule category: {e}")))?;
+    let seed = format!("{GROUP}/screen/{}/{}", event.id(), flag.category);
+    Ok(ContentFlagged {
+        flag_id: Uuid::new_v5(&Uuid::NAMESPACE_OID, seed.as_bytes()),
+        content_id: content.content_id,
+        content_kind: content.kind,
+        author_id: content.author_id,
+        reporter_id: None,
+        source: FlagSource::Automated,
+        reason,
+        details: Some(flag.details),
+        score: Some(flag.severity.score()),
+        flagged_at: event.metadata.time,
+    })
 }
 
 /// Whether this delivery emits: the one that changed state, or a retry after a committed change
@@ -299,21 +315,6 @@ async fn regex_hits(m: &Moderation, text: &str) -> Result<Vec<Hit>, HandlerError
         .collect())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ContentFlagged {
-    flag_id: String,
-    content_id: String,
-    content_kind: String,
-    author_id: String,
-    reporter_id: Option<String>,
-    source: String,
-    reason: String,
-    details: Option<String>,
-    score: Option<f64>,
-    flagged_at: DateTime<Utc>,
-}
-
 /// Adds the flag to the content's open review item (opening one when there is none).
 async fn content_flagged(m: &Moderation, event: Event) -> Result<(), HandlerError> {
     let f: ContentFlagged = event.payload()?;
@@ -335,7 +336,7 @@ async fn queue_flag(tx: &mut PgConnection, f: &ContentFlagged) -> Result<(), Han
     // The same flag under another event id counts once.
     let known: Option<(String,)> =
         sqlx::query_as("SELECT flag_id FROM moderation_flags WHERE flag_id = $1")
-            .bind(&f.flag_id)
+            .bind(f.flag_id.to_string())
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
@@ -357,11 +358,11 @@ async fn queue_flag(tx: &mut PgConnection, f: &ContentFlagged) -> Result<(), Han
            updated_at = now() \
          RETURNING id",
     )
-    .bind(&f.content_id)
-    .bind(&f.content_kind)
-    .bind(&f.author_id)
-    .bind(&f.reason)
-    .bind(&f.source)
+    .bind(f.content_id.to_string())
+    .bind(f.content_kind.as_str())
+    .bind(f.author_id.to_string())
+    .bind(f.reason.as_str())
+    .bind(f.source.as_str())
     .bind(f.score)
     .bind(f.flagged_at)
     .fetch_one(&mut *tx)
@@ -372,12 +373,12 @@ async fn queue_flag(tx: &mut PgConnection, f: &ContentFlagged) -> Result<(), Han
            (flag_id, item_id, content_id, reason, source, reporter_id, details, score, flagged_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
-    .bind(&f.flag_id)
+    .bind(f.flag_id.to_string())
     .bind(item_id)
-    .bind(&f.content_id)
-    .bind(&f.reason)
-    .bind(&f.source)
-    .bind(&f.reporter_id)
+    .bind(f.content_id.to_string())
+    .bind(f.reason.as_str())
+    .bind(f.source.as_str())
+    .bind(f.reporter_id.map(|id| id.to_string()))
     .bind(&f.details)
     .bind(f.score)
     .bind(f.flagged_at)
@@ -387,46 +388,63 @@ async fn queue_flag(tx: &mut PgConnection, f: &ContentFlagged) -> Result<(), Han
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Reviewed {
-    review_id: String,
-    content_id: String,
-    content_kind: String,
-    author_id: String,
-    flag_id: Option<String>,
-    reviewer_id: Option<String>,
-    decision: String,
-    policy: Option<String>,
-    mute_until: Option<DateTime<Utc>>,
-    notes: Option<String>,
-    reviewed_at: DateTime<Utc>,
+/// What a decision causes downstream.
+#[derive(Debug, Clone, PartialEq)]
+enum Enforcement {
+    PostDeleted(PostDeleted),
+    UserMuted(UserMuted),
 }
 
-/// What a decision causes downstream.
-struct Enforcement {
-    event_type: &'static str,
-    data: serde_json::Value,
+impl Enforcement {
+    /// The emitted event type (recorded with the decision).
+    fn event_type(&self) -> &'static str {
+        match self {
+            Enforcement::PostDeleted(_) => PostDeleted::EVENT_TYPE,
+            Enforcement::UserMuted(_) => UserMuted::EVENT_TYPE,
+        }
+    }
+
+    fn emit(self, ctx: &Context) {
+        match self {
+            Enforcement::PostDeleted(e) => ctx.emit(e),
+            Enforcement::UserMuted(e) => ctx.emit(e),
+        };
+    }
+}
+
+/// The mute reason of a policy (the same symbols).
+fn mute_reason(policy: ModerationPolicy) -> UserMuteReason {
+    match policy {
+        ModerationPolicy::Spam => UserMuteReason::Spam,
+        ModerationPolicy::Harassment => UserMuteReason::Harassment,
+        ModerationPolicy::HateSpeech => UserMuteReason::HateSpeech,
+        ModerationPolicy::Violence => UserMuteReason::Violence,
+        ModerationPolicy::Nudity => UserMuteReason::Nudity,
+        ModerationPolicy::SelfHarm => UserMuteReason::SelfHarm,
+        ModerationPolicy::Misinformation => UserMuteReason::Misinformation,
+        ModerationPolicy::Copyright => UserMuteReason::Copyright,
+        ModerationPolicy::Impersonation => UserMuteReason::Impersonation,
+        ModerationPolicy::Other => UserMuteReason::Other,
+    }
 }
 
 /// The event a decision emits, if any; derived from the review alone.
-fn enforcement(r: &Reviewed) -> Result<Option<Enforcement>, HandlerError> {
-    match r.decision.as_str() {
-        "APPROVE" => Ok(None),
-        "TAKEDOWN" if r.content_kind == "POST" => Ok(Some(Enforcement {
-            event_type: "post.deleted",
-            data: json!({
-                "postId": r.content_id,
-                "authorId": r.author_id,
-                "reason": "MODERATION_TAKEDOWN",
-                "deletedBy": r.reviewer_id,
-                "deletedAt": r.reviewed_at,
-            }),
-        })),
+fn enforcement(r: &ContentModerationReviewed) -> Result<Option<Enforcement>, HandlerError> {
+    match r.decision {
+        ModerationDecision::Approve => Ok(None),
+        ModerationDecision::Takedown if r.content_kind == ReviewedContentKind::Post => {
+            Ok(Some(Enforcement::PostDeleted(PostDeleted {
+                post_id: r.content_id,
+                author_id: r.author_id,
+                reason: PostDeletionReason::ModerationTakedown,
+                deleted_by: r.reviewer_id,
+                deleted_at: r.reviewed_at,
+            })))
+        }
         // No catalog event removes other kinds of content: the decision is recorded and the
         // item closed; the owning service reads the decision.
-        "TAKEDOWN" => Ok(None),
-        "MUTE_AUTHOR" => {
+        ModerationDecision::Takedown => Ok(None),
+        ModerationDecision::MuteAuthor => {
             let Some(until) = r.mute_until else {
                 return Err(HandlerError::permanent("MUTE_AUTHOR without an end"));
             };
@@ -436,33 +454,27 @@ fn enforcement(r: &Reviewed) -> Result<Option<Enforcement>, HandlerError> {
                     r.reviewed_at
                 )));
             }
-            Ok(Some(Enforcement {
-                event_type: "user.muted",
-                data: json!({
-                    "userId": r.author_id,
-                    "until": until,
-                    "reason": r.policy.as_deref().unwrap_or("OTHER"),
-                    "mutedBy": r.reviewer_id,
-                    "contentId": r.content_id,
-                    "mutedAt": r.reviewed_at,
-                }),
-            }))
+            Ok(Some(Enforcement::UserMuted(UserMuted {
+                user_id: r.author_id,
+                until,
+                reason: r.policy.map_or(UserMuteReason::Other, mute_reason),
+                muted_by: r.reviewer_id,
+                content_id: Some(r.content_id),
+                muted_at: r.reviewed_at,
+            })))
         }
-        other => Err(HandlerError::permanent(format!(
-            "unknown decision `{other}`"
-        ))),
     }
 }
 
 /// Records the decision, closes the content's open item and enforces the decision.
 async fn reviewed(m: &Moderation, event: Event, ctx: Context) -> Result<(), HandlerError> {
-    let mut r: Reviewed = event.payload()?;
-    if r.decision == "MUTE_AUTHOR" && r.mute_until.is_none() {
+    let mut r: ContentModerationReviewed = event.payload()?;
+    if r.decision == ModerationDecision::MuteAuthor && r.mute_until.is_none() {
         r.mute_until = Some(r.reviewed_at + m.default_mute);
     }
     let enforce = enforcement(&r)?;
-    let enforced_type = enforce.as_ref().map(|e| e.event_type);
-    let (review_id, event_id) = (r.review_id.clone(), event.id().to_string());
+    let enforced_type = enforce.as_ref().map(Enforcement::event_type);
+    let (review_id, event_id) = (r.review_id.to_string(), event.id().to_string());
     let applied = exactly_once(&m.deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move { record_decision(tx, &r, enforced_type, &event_id).await })
     })
@@ -484,7 +496,7 @@ async fn reviewed(m: &Moderation, event: Event, ctx: Context) -> Result<(), Hand
         Applied::AlreadyDone => false,
     };
     if let (true, Some(e)) = (emit, enforce) {
-        ctx.emit(e.event_type, e.data);
+        e.emit(&ctx);
     }
     Ok(())
 }
@@ -492,13 +504,13 @@ async fn reviewed(m: &Moderation, event: Event, ctx: Context) -> Result<(), Hand
 /// Whether this review was recorded now (false: the same review arrived before as another event).
 async fn record_decision(
     tx: &mut PgConnection,
-    r: &Reviewed,
+    r: &ContentModerationReviewed,
     enforcement: Option<&str>,
     event_id: &str,
 ) -> Result<bool, HandlerError> {
     let known: Option<(String,)> =
         sqlx::query_as("SELECT review_id FROM moderation_decisions WHERE review_id = $1")
-            .bind(&r.review_id)
+            .bind(r.review_id.to_string())
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
@@ -510,9 +522,9 @@ async fn record_decision(
                 reviewed_at = $4, updated_at = now() \
          WHERE content_id = $1 AND status = 'OPEN' RETURNING id",
     )
-    .bind(&r.content_id)
-    .bind(&r.decision)
-    .bind(&r.review_id)
+    .bind(r.content_id.to_string())
+    .bind(r.decision.as_str())
+    .bind(r.review_id.to_string())
     .bind(r.reviewed_at)
     .fetch_optional(&mut *tx)
     .await
@@ -523,16 +535,16 @@ async fn record_decision(
             reviewer_id, decision, policy, mute_until, notes, enforcement, reviewed_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
-    .bind(&r.review_id)
+    .bind(r.review_id.to_string())
     .bind(event_id)
-    .bind(&r.content_id)
-    .bind(&r.content_kind)
-    .bind(&r.author_id)
+    .bind(r.content_id.to_string())
+    .bind(r.content_kind.as_str())
+    .bind(r.author_id.to_string())
     .bind(item.map(|(id,)| id))
-    .bind(&r.flag_id)
-    .bind(&r.reviewer_id)
-    .bind(&r.decision)
-    .bind(&r.policy)
+    .bind(r.flag_id.map(|id| id.to_string()))
+    .bind(r.reviewer_id.map(|id| id.to_string()))
+    .bind(r.decision.as_str())
+    .bind(r.policy.map(ModerationPolicy::as_str))
     .bind(r.mute_until)
     .bind(&r.notes)
     .bind(enforcement)
@@ -541,4 +553,203 @@ async fn record_decision(
     .await
     .map_err(db)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use chrono::{DateTime, Utc};
+    use circulatory::consumer::testing;
+    use circulatory::events::{PostMediaType, PostVisibility};
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn at(millis: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_796_358_334_000 + millis).expect("in range")
+    }
+
+    fn post(text: &str, hashtags: &[&str]) -> PostCreated {
+        PostCreated {
+            post_id: id(1),
+            author_id: id(2),
+            text: text.into(),
+            hashtags: hashtags.iter().map(|t| t.to_string()).collect(),
+            mentions: vec![],
+            media_type: PostMediaType::Text,
+            video_id: None,
+            visibility: PostVisibility::Public,
+            created_at: at(0),
+        }
+    }
+
+    const RULES: &str = r#"
+rules:
+  - name: spam
+    category: SPAM
+    severity: medium
+    words: [viagra]
+  - name: threats
+    category: HARASSMENT
+    severity: high
+    phrases: ["I will find you"]
+"#;
+
+    fn flags(event: &Event, content: &Screened) -> Vec<ContentFlagged> {
+        let categories = ["SPAM", "HARASSMENT"].map(String::from).into();
+        let rules = Rules::parse(RULES, &categories).expect("valid");
+        flags_by_category(&rules.match_terms(&content.text))
+            .into_iter()
+            .map(|flag| flag_of(event, content, flag).expect("a reason"))
+            .collect()
+    }
+
+    #[test]
+    fn a_post_is_screened_with_its_hashtags_and_flagged_once_per_category() {
+        let p = post("I will find you", &["viagra"]);
+        let event = testing::event_of(p.clone());
+        let content = Screened::post(p);
+        assert_eq!(content.text, "I will find you #viagra");
+        let flagged = flags(&event, &content);
+        let reasons: Vec<FlagReason> = flagged.iter().map(|f| f.reason).collect();
+        assert_eq!(reasons, [FlagReason::Harassment, FlagReason::Spam]);
+        let spam = &flagged[1];
+        assert_eq!((spam.content_id, spam.author_id), (id(1), id(2)));
+        assert_eq!(spam.content_kind, FlaggedContentKind::Post);
+        assert_eq!(spam.source, FlagSource::Automated);
+        assert_eq!(spam.reporter_id, None);
+        assert_eq!(spam.score, Some(0.6));
+        assert_eq!(spam.details.as_deref(), Some("spam (medium): viagra"));
+        assert_eq!(spam.flagged_at, event.metadata.time);
+        assert_ne!(flagged[0].flag_id, spam.flag_id);
+        // A re-emission for the same event carries the same flags; another event, other ids.
+        assert_eq!(flags(&event, &content), flagged);
+        let other = testing::event_of(post("I will find you", &["viagra"]));
+        assert_ne!(flags(&other, &content)[1].flag_id, spam.flag_id);
+        let json = serde_json::to_value(spam).expect("JSON");
+        assert_eq!(json["reason"], "SPAM");
+        assert_eq!(json["contentKind"], "POST");
+    }
+
+    #[test]
+    fn a_comment_is_screened_as_a_comment() {
+        let comment = CommentAdded {
+            comment_id: id(5),
+            post_id: id(1),
+            author_id: id(6),
+            post_author_id: id(2),
+            parent_comment_id: None,
+            text: "cheap VIAGRA".into(),
+            mentions: vec![],
+            created_at: at(0),
+        };
+        let event = testing::event_of(comment.clone());
+        let flagged = flags(&event, &Screened::comment(comment));
+        assert_eq!(flagged.len(), 1);
+        assert_eq!(flagged[0].content_kind, FlaggedContentKind::Comment);
+        assert_eq!(
+            (flagged[0].content_id, flagged[0].author_id),
+            (id(5), id(6))
+        );
+    }
+
+    #[test]
+    fn an_unknown_category_is_refused_not_flagged() {
+        let content = Screened::post(post("x", &[]));
+        let flag = CategoryFlag {
+            category: "NOPE".into(),
+            severity: rules::Severity::Low,
+            details: String::new(),
+        };
+        let err = flag_of(&testing::event_of(post("x", &[])), &content, flag).unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+    }
+
+    fn review(
+        decision: ModerationDecision,
+        kind: ReviewedContentKind,
+    ) -> ContentModerationReviewed {
+        ContentModerationReviewed {
+            review_id: id(10),
+            content_id: id(1),
+            content_kind: kind,
+            author_id: id(2),
+            flag_id: Some(id(11)),
+            reviewer_id: Some(id(12)),
+            decision,
+            policy: Some(ModerationPolicy::HateSpeech),
+            mute_until: None,
+            notes: None,
+            reviewed_at: at(0),
+        }
+    }
+
+    #[test]
+    fn a_takedown_deletes_posts_only() {
+        let post = review(ModerationDecision::Takedown, ReviewedContentKind::Post);
+        let deleted = enforcement(&post).expect("valid").expect("enforced");
+        assert_eq!(deleted.event_type(), "post.deleted");
+        assert_eq!(
+            deleted,
+            Enforcement::PostDeleted(PostDeleted {
+                post_id: id(1),
+                author_id: id(2),
+                reason: PostDeletionReason::ModerationTakedown,
+                deleted_by: Some(id(12)),
+                deleted_at: at(0),
+            })
+        );
+        for kind in [ReviewedContentKind::Comment, ReviewedContentKind::Video] {
+            let r = review(ModerationDecision::Takedown, kind);
+            assert_eq!(enforcement(&r), Ok(None), "{kind}");
+        }
+        let approve = review(ModerationDecision::Approve, ReviewedContentKind::Post);
+        assert_eq!(enforcement(&approve), Ok(None));
+    }
+
+    #[test]
+    fn a_mute_mutes_the_author_until_its_end_for_the_policy() {
+        let mute = ContentModerationReviewed {
+            mute_until: Some(at(3_600_000)),
+            ..review(ModerationDecision::MuteAuthor, ReviewedContentKind::Comment)
+        };
+        let muted = enforcement(&mute).expect("valid").expect("enforced");
+        assert_eq!(muted.event_type(), "user.muted");
+        assert_eq!(
+            muted,
+            Enforcement::UserMuted(UserMuted {
+                user_id: id(2),
+                until: at(3_600_000),
+                reason: UserMuteReason::HateSpeech,
+                muted_by: Some(id(12)),
+                content_id: Some(id(1)),
+                muted_at: at(0),
+            })
+        );
+        let no_policy = ContentModerationReviewed {
+            policy: None,
+            ..mute.clone()
+        };
+        let Some(Enforcement::UserMuted(m)) = enforcement(&no_policy).expect("valid") else {
+            panic!("not a mute");
+        };
+        assert_eq!(m.reason, UserMuteReason::Other);
+        for until in [None, Some(at(0)), Some(at(-1))] {
+            let bad = ContentModerationReviewed {
+                mute_until: until,
+                ..mute.clone()
+            };
+            let err = enforcement(&bad).expect_err("refused");
+            assert!(!err.is_retryable(), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_policy_is_the_mute_reason_of_the_same_symbol() {
+        for policy in ModerationPolicy::ALL {
+            assert_eq!(mute_reason(*policy).as_str(), policy.as_str());
+        }
+    }
 }

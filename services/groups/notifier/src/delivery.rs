@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use circulatory::consumer::HandlerError;
+use circulatory::events::{NotificationChannel, NotificationKind, NotificationSentChannel};
 use circulatory_groups::effects::db;
 
 /// A delivery channel (`NotificationChannel` in the schemas).
@@ -39,6 +40,25 @@ impl Channel {
             _ => None,
         }
     }
+
+    /// The channel as `notification.sent` names it.
+    pub fn sent(self) -> NotificationSentChannel {
+        match self {
+            Channel::InApp => NotificationSentChannel::InApp,
+            Channel::Push => NotificationSentChannel::Push,
+            Channel::Email => NotificationSentChannel::Email,
+        }
+    }
+}
+
+impl From<NotificationChannel> for Channel {
+    fn from(channel: NotificationChannel) -> Channel {
+        match channel {
+            NotificationChannel::InApp => Channel::InApp,
+            NotificationChannel::Push => Channel::Push,
+            NotificationChannel::Email => Channel::Email,
+        }
+    }
 }
 
 /// One notification to hand to one channel.
@@ -48,7 +68,7 @@ pub struct Delivery {
     pub notification_id: Uuid,
     pub user_id: Uuid,
     pub channel: Channel,
-    pub kind: String,
+    pub kind: NotificationKind,
     pub title: String,
     pub body: String,
     pub actor_id: Option<Uuid>,
@@ -185,5 +205,15 @@ mod tests {
             choose_channels(&[Channel::Push, Channel::InApp], quiet),
             vec![Channel::InApp]
         );
+    }
+
+    #[test]
+    fn channels_keep_their_schema_symbol() {
+        for channel in NotificationChannel::ALL {
+            let ours = Channel::from(*channel);
+            assert_eq!(ours.as_str(), channel.as_str());
+            assert_eq!(ours.sent().as_str(), channel.as_str());
+            assert_eq!(Channel::parse(channel.as_str()), Some(ours));
+        }
     }
 }

@@ -4,13 +4,13 @@
 //! redelivered cause, or the same activity published twice, asks for the same notification and
 //! the inbox stores it once; a like removed and added again does not notify twice.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use circulatory::consumer::{Context, Event, HandlerError};
-use serde::Deserialize;
-use serde_json::json;
+use circulatory::events::{
+    CommentAdded, LikeAdded, NotificationChannel, NotificationCreated, NotificationKind,
+    PaymentCompleted, PaymentCompletedKind, UserFollowed, VideoPublished,
+};
 use uuid::Uuid;
-
-use crate::delivery::Channel;
 
 /// Id of the notification about one activity, e.g. `comment/<commentId>`.
 pub fn notification_id(activity: &str) -> Uuid {
@@ -24,52 +24,41 @@ pub fn notification_id(activity: &str) -> Uuid {
 struct Derived {
     activity: String,
     user_id: Uuid,
-    kind: &'static str,
+    kind: NotificationKind,
     title: String,
     body: String,
     actor_id: Option<Uuid>,
     entity_id: Option<Uuid>,
-    channels: &'static [Channel],
+    channels: &'static [NotificationChannel],
     created_at: DateTime<Utc>,
 }
 
 impl Derived {
     fn emit(self, ctx: &Context) {
-        let channels: Vec<&str> = self.channels.iter().map(|c| c.as_str()).collect();
-        ctx.emit(
-            "notification.created",
-            json!({
-                "notificationId": notification_id(&self.activity).to_string(),
-                "userId": self.user_id.to_string(),
-                "kind": self.kind,
-                "title": self.title,
-                "body": self.body,
-                "actorId": self.actor_id.map(|id| id.to_string()),
-                "entityId": self.entity_id.map(|id| id.to_string()),
-                "channels": channels,
-                "createdAt": self.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            }),
-        );
+        ctx.emit(NotificationCreated {
+            notification_id: notification_id(&self.activity),
+            user_id: self.user_id,
+            kind: self.kind,
+            title: self.title,
+            body: self.body,
+            actor_id: self.actor_id,
+            entity_id: self.entity_id,
+            channels: self.channels.to_vec(),
+            created_at: self.created_at,
+        });
     }
 }
 
-const SOCIAL: &[Channel] = &[Channel::InApp, Channel::Push];
-const RECEIPT: &[Channel] = &[Channel::InApp, Channel::Email];
-const ANNOUNCEMENT: &[Channel] = &[Channel::InApp, Channel::Push, Channel::Email];
+const SOCIAL: &[NotificationChannel] = &[NotificationChannel::InApp, NotificationChannel::Push];
+const RECEIPT: &[NotificationChannel] = &[NotificationChannel::InApp, NotificationChannel::Email];
+const ANNOUNCEMENT: &[NotificationChannel] = &[
+    NotificationChannel::InApp,
+    NotificationChannel::Push,
+    NotificationChannel::Email,
+];
 
 /// Longest excerpt of user text in a notification body, in characters.
 const PREVIEW_CHARS: usize = 140;
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CommentAdded {
-    comment_id: Uuid,
-    post_id: Uuid,
-    author_id: Uuid,
-    post_author_id: Uuid,
-    text: String,
-    created_at: DateTime<Utc>,
-}
 
 /// A comment on someone's post notifies the post's author.
 pub async fn comment_added(event: Event, ctx: Context) -> Result<(), HandlerError> {
@@ -78,7 +67,7 @@ pub async fn comment_added(event: Event, ctx: Context) -> Result<(), HandlerErro
         Derived {
             activity: format!("comment/{}", p.comment_id),
             user_id: p.post_author_id,
-            kind: "COMMENT",
+            kind: NotificationKind::Comment,
             title: "New comment on your post".into(),
             body: preview(&p.text, PREVIEW_CHARS),
             actor_id: Some(p.author_id),
@@ -91,15 +80,6 @@ pub async fn comment_added(event: Event, ctx: Context) -> Result<(), HandlerErro
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LikeAdded {
-    post_id: Uuid,
-    user_id: Uuid,
-    post_author_id: Uuid,
-    liked_at: DateTime<Utc>,
-}
-
 /// A like on someone's post notifies the post's author, once per liker and post.
 pub async fn like_added(event: Event, ctx: Context) -> Result<(), HandlerError> {
     let p: LikeAdded = event.payload()?;
@@ -107,7 +87,7 @@ pub async fn like_added(event: Event, ctx: Context) -> Result<(), HandlerError> 
         Derived {
             activity: format!("like/{}/{}", p.post_id, p.user_id),
             user_id: p.post_author_id,
-            kind: "LIKE",
+            kind: NotificationKind::Like,
             title: "New like".into(),
             body: "Your post got a new like.".into(),
             actor_id: Some(p.user_id),
@@ -120,14 +100,6 @@ pub async fn like_added(event: Event, ctx: Context) -> Result<(), HandlerError> 
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UserFollowed {
-    follower_id: Uuid,
-    followee_id: Uuid,
-    followed_at: DateTime<Utc>,
-}
-
 /// A new follower notifies the followed user, once per follower.
 pub async fn user_followed(event: Event, ctx: Context) -> Result<(), HandlerError> {
     let p: UserFollowed = event.payload()?;
@@ -135,7 +107,7 @@ pub async fn user_followed(event: Event, ctx: Context) -> Result<(), HandlerErro
         Derived {
             activity: format!("follow/{}/{}", p.follower_id, p.followee_id),
             user_id: p.followee_id,
-            kind: "FOLLOW",
+            kind: NotificationKind::Follow,
             title: "New follower".into(),
             body: "You have a new follower.".into(),
             actor_id: Some(p.follower_id),
@@ -148,33 +120,21 @@ pub async fn user_followed(event: Event, ctx: Context) -> Result<(), HandlerErro
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PaymentCompleted {
-    payment_id: Uuid,
-    payer_id: Uuid,
-    payee_id: Option<Uuid>,
-    amount_minor: i64,
-    currency: String,
-    kind: String,
-    completed_at: DateTime<Utc>,
-}
-
 /// A settled payment sends the payer a receipt, and tells the payee (when another user) what
 /// they received.
 pub async fn payment_completed(event: Event, ctx: Context) -> Result<(), HandlerError> {
     let p: PaymentCompleted = event.payload()?;
     let amount = format_amount(p.amount_minor, &p.currency);
-    let purpose = p.kind.to_lowercase().replace('_', " ");
-    let receipt = match p.kind.as_str() {
-        "TOP_UP" => format!("You added {amount} to your wallet."),
-        "PAYOUT" => format!("Your payout of {amount} is on its way."),
+    let purpose = p.kind.as_str().to_lowercase().replace('_', " ");
+    let receipt = match p.kind {
+        PaymentCompletedKind::TopUp => format!("You added {amount} to your wallet."),
+        PaymentCompletedKind::Payout => format!("Your payout of {amount} is on its way."),
         _ => format!("You paid {amount} ({purpose})."),
     };
     Derived {
         activity: format!("payment/{}/payer", p.payment_id),
         user_id: p.payer_id,
-        kind: "PAYMENT",
+        kind: NotificationKind::Payment,
         title: "Payment receipt".into(),
         body: receipt,
         actor_id: None,
@@ -187,7 +147,7 @@ pub async fn payment_completed(event: Event, ctx: Context) -> Result<(), Handler
         Derived {
             activity: format!("payment/{}/payee", p.payment_id),
             user_id: payee,
-            kind: "PAYMENT",
+            kind: NotificationKind::Payment,
             title: "Payment received".into(),
             body: format!("You received {amount} ({purpose})."),
             actor_id: Some(p.payer_id),
@@ -198,15 +158,6 @@ pub async fn payment_completed(event: Event, ctx: Context) -> Result<(), Handler
         .emit(&ctx);
     }
     Ok(())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VideoPublished {
-    video_id: Uuid,
-    author_id: Uuid,
-    caption: Option<String>,
-    published_at: DateTime<Utc>,
 }
 
 /// A published video tells its author it is live, on every channel (seed: push, email, in-app).
@@ -222,7 +173,7 @@ pub async fn video_published(event: Event, ctx: Context) -> Result<(), HandlerEr
     Derived {
         activity: format!("video-published/{}", p.video_id),
         user_id: p.author_id,
-        kind: "VIDEO_PUBLISHED",
+        kind: NotificationKind::VideoPublished,
         title: "Your video is now live!".into(),
         body,
         actor_id: None,
@@ -275,7 +226,8 @@ fn format_amount(minor: i64, currency: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use circulatory::consumer::testing::{event, handle};
+    use circulatory::consumer::testing::{event, event_of, handle};
+    use serde_json::json;
 
     const GROUP: &str = "notifier";
 
@@ -290,7 +242,7 @@ mod tests {
         let data = |author: Uuid| {
             json!({
                 "commentId": comment, "postId": post, "authorId": author,
-                "postAuthorId": owner, "text": "  nice clip  ",
+                "postAuthorId": owner, "text": "  nice clip  ", "mentions": [],
                 "createdAt": "2026-11-27T10:00:00Z"
             })
         };
@@ -336,8 +288,8 @@ mod tests {
         let (payment, payer, payee) = ids();
         let data = |payee: Option<Uuid>, kind: &str| {
             json!({
-                "paymentId": payment, "payerId": payer, "payeeId": payee,
-                "amountMinor": 1250, "currency": "USD", "kind": kind,
+                "paymentId": payment, "walletId": Uuid::new_v4(), "payerId": payer,
+                "payeeId": payee, "amountMinor": 1250, "currency": "USD", "kind": kind,
                 "completedAt": "2026-11-27T10:00:00Z"
             })
         };
@@ -362,6 +314,87 @@ mod tests {
         let sent = top_up.emitted_data("notification.created");
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0]["body"], "You added 12.50 USD to your wallet.");
+        // Paying oneself: a receipt only.
+        let payout = handle(
+            GROUP,
+            &payment_completed,
+            event("payment.completed", data(Some(payer), "PAYOUT")),
+        )
+        .await;
+        let sent: Vec<NotificationCreated> = payout.emitted();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].user_id, payer);
+        assert_eq!(sent[0].kind, NotificationKind::Payment);
+        assert_eq!(sent[0].actor_id, None);
+        assert_eq!(sent[0].entity_id, Some(payment));
+        assert_eq!(sent[0].body, "Your payout of 12.50 USD is on its way.");
+        assert_eq!(
+            sent[0].channels,
+            vec![NotificationChannel::InApp, NotificationChannel::Email]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_follower_notifies_the_followed_user_and_following_oneself_nobody() {
+        let (follower, followee, _) = ids();
+        let followed_at = DateTime::from_timestamp_millis(1_795_773_600_123).expect("in range");
+        let follow = |follower, followee| UserFollowed {
+            follower_id: follower,
+            followee_id: followee,
+            followed_at,
+        };
+        let handled = handle(GROUP, &user_followed, event_of(follow(follower, followee))).await;
+        assert_eq!(handled.result, Ok(()));
+        let sent: Vec<NotificationCreated> = handled.emitted();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            sent[0].notification_id,
+            notification_id(&format!("follow/{follower}/{followee}"))
+        );
+        assert_eq!(sent[0].user_id, followee);
+        assert_eq!(sent[0].actor_id, Some(follower));
+        assert_eq!(sent[0].kind, NotificationKind::Follow);
+        assert_eq!(sent[0].created_at, followed_at);
+        let own = handle(GROUP, &user_followed, event_of(follow(follower, follower))).await;
+        assert_eq!(own.result, Ok(()));
+        assert!(own.emitted.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_published_video_tells_its_author_with_the_caption_if_any() {
+        let (video, author, post) = ids();
+        let published = |caption: Option<&str>| VideoPublished {
+            video_id: video,
+            author_id: author,
+            post_id: post,
+            caption: caption.map(str::to_string),
+            hashtags: vec![],
+            mentions: vec![],
+            master_playlist_url: "https://cdn.example/v/master.m3u8".into(),
+            thumbnail_url: "https://cdn.example/v/thumb.jpg".into(),
+            duration_ms: 8000,
+            published_at: Utc::now(),
+        };
+        for (caption, body) in [
+            (
+                Some("  sunset  "),
+                "\u{201c}sunset\u{201d} finished processing and is now live.",
+            ),
+            (
+                Some("   "),
+                "Your video finished processing and is now live.",
+            ),
+            (None, "Your video finished processing and is now live."),
+        ] {
+            let handled = handle(GROUP, &video_published, event_of(published(caption))).await;
+            let sent: Vec<NotificationCreated> = handled.emitted();
+            assert_eq!(sent.len(), 1, "{caption:?}");
+            assert_eq!(sent[0].body, body);
+            assert_eq!(sent[0].user_id, author);
+            assert_eq!(sent[0].kind, NotificationKind::VideoPublished);
+            assert_eq!(sent[0].entity_id, Some(video));
+            assert_eq!(sent[0].channels.len(), 3);
+        }
     }
 
     #[tokio::test]

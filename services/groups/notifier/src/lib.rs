@@ -16,11 +16,13 @@
 pub mod delivery;
 pub mod derived;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use circulatory::consumer::{exactly_once, Applied, ConsumerGroup, Context, Event, HandlerError};
+use circulatory::events::{
+    CommentAdded, EventPayload, LikeAdded, NotificationCreated, NotificationKind, NotificationRead,
+    NotificationSent, NotificationSentKind, PaymentCompleted, UserFollowed, VideoPublished,
+};
 use circulatory_groups::runner::Registered;
-use serde::Deserialize;
-use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -45,18 +47,18 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registere
 pub fn register_with(consumer: ConsumerGroup, deps: &Deps, adapters: Adapters) -> ConsumerGroup {
     consumer
         .handler_with(
-            "notification.created",
+            NotificationCreated::EVENT_TYPE,
             (deps.clone(), adapters),
             |(deps, adapters), e, ctx| notification_created(deps, adapters, e, ctx),
         )
-        .handler_with("notification.read", deps.clone(), |deps, e, _| {
+        .handler_with(NotificationRead::EVENT_TYPE, deps.clone(), |deps, e, _| {
             notification_read(deps, e)
         })
-        .handler("comment.added", derived::comment_added)
-        .handler("like.added", derived::like_added)
-        .handler("user.followed", derived::user_followed)
-        .handler("payment.completed", derived::payment_completed)
-        .handler("video.published", derived::video_published)
+        .handler(CommentAdded::EVENT_TYPE, derived::comment_added)
+        .handler(LikeAdded::EVENT_TYPE, derived::like_added)
+        .handler(UserFollowed::EVENT_TYPE, derived::user_followed)
+        .handler(PaymentCompleted::EVENT_TYPE, derived::payment_completed)
+        .handler(VideoPublished::EVENT_TYPE, derived::video_published)
 }
 
 /// The realtime channel of a user's delivered notifications (topics.yaml `realtime`).
@@ -64,18 +66,41 @@ pub fn notification_channel(user_id: Uuid) -> String {
     format!("notification:sent:{user_id}")
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct NotificationCreated {
-    notification_id: Uuid,
-    user_id: Uuid,
-    kind: String,
-    title: String,
-    body: String,
-    actor_id: Option<Uuid>,
-    entity_id: Option<Uuid>,
-    channels: Vec<String>,
-    created_at: DateTime<Utc>,
+/// The kind of a notification, as `notification.sent` names it (the same symbols).
+fn sent_kind(kind: NotificationKind) -> NotificationSentKind {
+    match kind {
+        NotificationKind::Follow => NotificationSentKind::Follow,
+        NotificationKind::Like => NotificationSentKind::Like,
+        NotificationKind::Comment => NotificationSentKind::Comment,
+        NotificationKind::Mention => NotificationSentKind::Mention,
+        NotificationKind::Share => NotificationSentKind::Share,
+        NotificationKind::Message => NotificationSentKind::Message,
+        NotificationKind::Payment => NotificationSentKind::Payment,
+        NotificationKind::VideoProcessing => NotificationSentKind::VideoProcessing,
+        NotificationKind::VideoPublished => NotificationSentKind::VideoPublished,
+        NotificationKind::Moderation => NotificationSentKind::Moderation,
+        NotificationKind::System => NotificationSentKind::System,
+        NotificationKind::Other => NotificationSentKind::Other,
+    }
+}
+
+/// The `notification.sent` of `n`'s delivery on `channel` at `sent_at`.
+fn sent_event(
+    n: &NotificationCreated,
+    channel: Channel,
+    sent_at: DateTime<Utc>,
+) -> NotificationSent {
+    NotificationSent {
+        notification_id: n.notification_id,
+        user_id: n.user_id,
+        kind: sent_kind(n.kind),
+        title: n.title.clone(),
+        body: n.body.clone(),
+        actor_id: n.actor_id,
+        entity_id: n.entity_id,
+        channel: channel.sent(),
+        sent_at,
+    }
 }
 
 async fn notification_created(
@@ -85,12 +110,8 @@ async fn notification_created(
     ctx: Context,
 ) -> Result<(), HandlerError> {
     let p: NotificationCreated = event.payload()?;
-    // Unknown channel names read as IN_APP, as the schema says.
-    let requested: Vec<Channel> = p
-        .channels
-        .iter()
-        .map(|c| Channel::parse(c).unwrap_or(Channel::InApp))
-        .collect();
+    // Unknown channel names read as IN_APP, as the schema says (the codec does it).
+    let requested: Vec<Channel> = p.channels.iter().copied().map(Channel::from).collect();
     let (row, event_id) = (p.clone(), event.id().to_string());
     let stored = exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
@@ -109,7 +130,9 @@ async fn notification_created(
             None => return Ok(()),
         },
     };
-    let sent_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    // Avro timestamps carry milliseconds: the broadcast says what the event does.
+    let sent_at =
+        DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_else(Utc::now);
     for channel in channels {
         if let Some(adapter) = adapters.for_channel(channel) {
             adapter
@@ -117,7 +140,7 @@ async fn notification_created(
                     notification_id: p.notification_id,
                     user_id: p.user_id,
                     channel,
-                    kind: p.kind.clone(),
+                    kind: p.kind,
                     title: p.title.clone(),
                     body: p.body.clone(),
                     actor_id: p.actor_id,
@@ -125,25 +148,15 @@ async fn notification_created(
                 })
                 .await?;
         }
-        let sent = json!({
-            "notificationId": p.notification_id.to_string(),
-            "userId": p.user_id.to_string(),
-            "kind": p.kind,
-            "title": p.title,
-            "body": p.body,
-            "actorId": p.actor_id.map(|id| id.to_string()),
-            "entityId": p.entity_id.map(|id| id.to_string()),
-            "channel": channel.as_str(),
-            "sentAt": sent_at,
-        });
+        let sent = sent_event(&p, channel, sent_at);
         if channel == Channel::InApp {
             ctx.broadcast(
                 notification_channel(p.user_id),
-                "notification.sent",
-                sent.clone(),
+                NotificationSent::EVENT_TYPE,
+                serde_json::to_value(&sent).expect("a generated payload is JSON"),
             );
         }
-        ctx.emit("notification.sent", sent);
+        ctx.emit(sent);
     }
     Ok(())
 }
@@ -171,7 +184,7 @@ async fn store(
     channels: &[Channel],
     event_id: &str,
 ) -> Result<bool, HandlerError> {
-    let requested: Vec<&str> = n.channels.iter().map(String::as_str).collect();
+    let requested: Vec<&str> = n.channels.iter().map(|c| c.as_str()).collect();
     let delivered: Vec<&str> = channels.iter().map(|c| c.as_str()).collect();
     let inserted = sqlx::query(
         "INSERT INTO notifications (id, user_id, kind, title, body, actor_id, entity_id, channels, \
@@ -181,7 +194,7 @@ async fn store(
     )
     .bind(n.notification_id)
     .bind(n.user_id)
-    .bind(&n.kind)
+    .bind(n.kind.as_str())
     .bind(&n.title)
     .bind(&n.body)
     .bind(n.actor_id)
@@ -212,14 +225,6 @@ async fn stored_channels(
     .await
     .map_err(db)?;
     Ok(row.map(|(names,)| names.iter().filter_map(|c| Channel::parse(c)).collect()))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct NotificationRead {
-    notification_id: Uuid,
-    user_id: Uuid,
-    read_at: DateTime<Utc>,
 }
 
 async fn notification_read(deps: Deps, event: Event) -> Result<(), HandlerError> {
@@ -259,4 +264,44 @@ async fn notification_read(deps: Deps, event: Event) -> Result<(), HandlerError>
     })
     .await
     .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use circulatory::events::{NotificationChannel, NotificationSentChannel};
+
+    #[test]
+    fn a_delivery_is_announced_with_the_notification_s_kind_and_its_channel() {
+        for kind in NotificationKind::ALL {
+            assert_eq!(sent_kind(*kind).as_str(), kind.as_str());
+        }
+        let n = NotificationCreated {
+            notification_id: Uuid::from_u128(1),
+            user_id: Uuid::from_u128(2),
+            kind: NotificationKind::Like,
+            title: "New like".into(),
+            body: "Your post got a new like.".into(),
+            actor_id: Some(Uuid::from_u128(3)),
+            entity_id: None,
+            channels: vec![NotificationChannel::InApp, NotificationChannel::Push],
+            created_at: Utc::now(),
+        };
+        let at = DateTime::from_timestamp_millis(1_795_773_600_123).expect("in range");
+        assert_eq!(
+            sent_event(&n, Channel::Push, at),
+            NotificationSent {
+                notification_id: n.notification_id,
+                user_id: n.user_id,
+                kind: NotificationSentKind::Like,
+                title: "New like".into(),
+                body: "Your post got a new like.".into(),
+                actor_id: n.actor_id,
+                entity_id: None,
+                channel: NotificationSentChannel::Push,
+                sent_at: at,
+            }
+        );
+    }
 }

@@ -9,11 +9,10 @@
 
 use chrono::{DateTime, Utc};
 use circulatory::consumer::HandlerError;
+use circulatory::events::{PaymentFailureReason, PaymentInitiated, PaymentKind};
 use sqlx::PgConnection;
 
 use circulatory_groups::effects::db;
-
-use crate::PaymentInitiated;
 
 /// The account of the outside world for `currency`: debited by top-ups, credited by payouts.
 pub fn external_account(currency: &str) -> String {
@@ -45,15 +44,15 @@ pub struct Transfer {
     pub credit: Account,
 }
 
-/// Why a payment fails: a `PaymentFailureReason` symbol and a short description.
+/// Why a payment fails: its reason and a short description.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub reason: &'static str,
+    pub reason: PaymentFailureReason,
     pub message: String,
 }
 
 impl Failure {
-    fn new(reason: &'static str, message: impl Into<String>) -> Failure {
+    fn new(reason: PaymentFailureReason, message: impl Into<String>) -> Failure {
         Failure {
             reason,
             message: message.into(),
@@ -65,33 +64,36 @@ impl Transfer {
     /// The transfer a payment asks for, or why its data cannot be a transfer.
     pub fn of(p: &PaymentInitiated) -> Result<Transfer, Failure> {
         if p.amount_minor <= 0 {
-            return Err(Failure::new("OTHER", "amountMinor must be positive"));
+            return Err(Failure::new(
+                PaymentFailureReason::Other,
+                "amountMinor must be positive",
+            ));
         }
         if p.currency.len() != 3 || !p.currency.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(Failure::new(
-                "OTHER",
+                PaymentFailureReason::Other,
                 format!("`{}` is not an ISO 4217 currency code", p.currency),
             ));
         }
         let own_wallet = Account::Wallet {
-            id: p.wallet_id.clone(),
-            owner: Some(p.payer_id.clone()),
+            id: p.wallet_id.to_string(),
+            owner: Some(p.payer_id.to_string()),
         };
         let external = Account::External {
             id: external_account(&p.currency),
         };
-        match p.kind.as_str() {
-            "TOP_UP" | "PAYOUT" => {
+        match p.kind {
+            PaymentKind::TopUp | PaymentKind::Payout => {
                 if p.payee_wallet_id.is_some() {
                     return Err(Failure::new(
-                        "OTHER",
+                        PaymentFailureReason::Other,
                         format!(
                             "{} moves money of walletId only: payeeWalletId must be null",
                             p.kind
                         ),
                     ));
                 }
-                Ok(if p.kind == "TOP_UP" {
+                Ok(if p.kind == PaymentKind::TopUp {
                     Transfer {
                         debit: external,
                         credit: own_wallet,
@@ -104,23 +106,23 @@ impl Transfer {
                 })
             }
             _ => {
-                let Some(payee_wallet) = p.payee_wallet_id.clone() else {
+                let Some(payee_wallet) = p.payee_wallet_id else {
                     return Err(Failure::new(
-                        "OTHER",
+                        PaymentFailureReason::Other,
                         format!("a {} payment needs payeeWalletId", p.kind),
                     ));
                 };
                 if payee_wallet == p.wallet_id {
                     return Err(Failure::new(
-                        "OTHER",
+                        PaymentFailureReason::Other,
                         "payer and payee wallets are the same",
                     ));
                 }
                 Ok(Transfer {
                     debit: own_wallet,
                     credit: Account::Wallet {
-                        id: payee_wallet,
-                        owner: p.payee_id.clone(),
+                        id: payee_wallet.to_string(),
+                        owner: p.payee_id.map(|u| u.to_string()),
                     },
                 })
             }
@@ -146,7 +148,7 @@ pub(crate) async fn decide(
 ) -> Result<(), HandlerError> {
     let known: Option<(String,)> =
         sqlx::query_as("SELECT event_id FROM payments WHERE payment_id = $1")
-            .bind(&p.payment_id)
+            .bind(p.payment_id.to_string())
             .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
@@ -171,19 +173,19 @@ pub(crate) async fn decide(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
          ON CONFLICT (payment_id) DO NOTHING",
     )
-    .bind(&p.payment_id)
+    .bind(p.payment_id.to_string())
     .bind(event_id)
     .bind(status)
-    .bind(&p.kind)
-    .bind(&p.wallet_id)
-    .bind(&p.payee_wallet_id)
-    .bind(&p.payer_id)
-    .bind(&p.payee_id)
+    .bind(p.kind.as_str())
+    .bind(p.wallet_id.to_string())
+    .bind(p.payee_wallet_id.map(|u| u.to_string()))
+    .bind(p.payer_id.to_string())
+    .bind(p.payee_id.map(|u| u.to_string()))
     .bind(p.amount_minor)
     .bind(&p.currency)
     .bind(&p.reference)
     .bind(&p.note)
-    .bind(failure.map(|f| f.reason))
+    .bind(failure.map(|f| f.reason.as_str()))
     .bind(failure.map(|f| f.message.as_str()))
     .bind(p.initiated_at)
     .bind(decided_at)
@@ -210,7 +212,7 @@ pub(crate) async fn decide(
                                              created_at) \
                  SELECT $1, $2, $4, $5, $7, balance_minor, version, $6 FROM changed",
             )
-            .bind(&p.payment_id)
+            .bind(p.payment_id.to_string())
             .bind(account.id())
             .bind(change)
             .bind(direction)
@@ -274,13 +276,13 @@ async fn settle(
 
     let Some(debit) = find(&transfer.debit) else {
         return Ok(Err(Failure::new(
-            "INSUFFICIENT_FUNDS",
+            PaymentFailureReason::InsufficientFunds,
             format!("wallet {} has no funds", transfer.debit.id()),
         )));
     };
     let Some(credit) = find(&transfer.credit) else {
         return Ok(Err(Failure::new(
-            "OTHER",
+            PaymentFailureReason::Other,
             format!(
                 "wallet {} does not exist and payeeId is null",
                 transfer.credit.id()
@@ -295,14 +297,14 @@ async fn settle(
         {
             if row.user_id.as_deref() != Some(owner.as_str()) {
                 return Ok(Err(Failure::new(
-                    "OTHER",
+                    PaymentFailureReason::Other,
                     format!("wallet {id} does not belong to user {owner}"),
                 )));
             }
         }
         if row.currency != p.currency {
             return Ok(Err(Failure::new(
-                "OTHER",
+                PaymentFailureReason::Other,
                 format!(
                     "wallet {} holds {}, the payment is in {}",
                     row.wallet_id, row.currency, p.currency
@@ -312,7 +314,7 @@ async fn settle(
     }
     if matches!(transfer.debit, Account::Wallet { .. }) && debit.balance_minor < p.amount_minor {
         return Ok(Err(Failure::new(
-            "INSUFFICIENT_FUNDS",
+            PaymentFailureReason::InsufficientFunds,
             format!(
                 "wallet {} holds {} {}, the payment needs {}",
                 debit.wallet_id, debit.balance_minor, p.currency, p.amount_minor
@@ -323,7 +325,7 @@ async fn settle(
         || credit.balance_minor.checked_add(p.amount_minor).is_none()
     {
         return Ok(Err(Failure::new(
-            "LIMIT_EXCEEDED",
+            PaymentFailureReason::LimitExceeded,
             "the balance would exceed the representable range",
         )));
     }
@@ -334,26 +336,33 @@ async fn settle(
 mod tests {
     use super::*;
 
-    fn payment(kind: &str, payee_wallet: Option<&str>, amount: i64) -> PaymentInitiated {
+    use sqlx::types::Uuid;
+
+    /// Wallet `n` (1, 2, ...) and user `10 + n`.
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn payment(kind: PaymentKind, payee_wallet: Option<u128>, amount: i64) -> PaymentInitiated {
         PaymentInitiated {
-            payment_id: "p".into(),
-            wallet_id: "w1".into(),
-            payee_wallet_id: payee_wallet.map(str::to_string),
-            payer_id: "u1".into(),
-            payee_id: Some("u2".into()),
+            payment_id: id(100),
+            wallet_id: id(1),
+            payee_wallet_id: payee_wallet.map(id),
+            payer_id: id(11),
+            payee_id: Some(id(12)),
             amount_minor: amount,
             currency: "USD".into(),
-            kind: kind.into(),
+            kind,
             reference: None,
             note: None,
             initiated_at: Utc::now(),
         }
     }
 
-    fn wallet(id: &str, owner: &str) -> Account {
+    fn wallet(n: u128, owner: u128) -> Account {
         Account::Wallet {
-            id: id.into(),
-            owner: Some(owner.into()),
+            id: id(n).to_string(),
+            owner: Some(id(owner).to_string()),
         }
     }
 
@@ -363,44 +372,65 @@ mod tests {
             id: "external:USD".into(),
         };
         assert_eq!(
-            Transfer::of(&payment("TOP_UP", None, 5)),
+            Transfer::of(&payment(PaymentKind::TopUp, None, 5)),
             Ok(Transfer {
                 debit: external.clone(),
-                credit: wallet("w1", "u1")
+                credit: wallet(1, 11)
             })
         );
         assert_eq!(
-            Transfer::of(&payment("PAYOUT", None, 5)),
+            Transfer::of(&payment(PaymentKind::Payout, None, 5)),
             Ok(Transfer {
-                debit: wallet("w1", "u1"),
+                debit: wallet(1, 11),
                 credit: external
             })
         );
+        for kind in [
+            PaymentKind::Tip,
+            PaymentKind::Purchase,
+            PaymentKind::Subscription,
+            PaymentKind::Other,
+        ] {
+            assert_eq!(
+                Transfer::of(&payment(kind, Some(2), 5)),
+                Ok(Transfer {
+                    debit: wallet(1, 11),
+                    credit: wallet(2, 12)
+                }),
+                "{kind}"
+            );
+        }
         assert_eq!(
-            Transfer::of(&payment("TIP", Some("w2"), 5)),
-            Ok(Transfer {
-                debit: wallet("w1", "u1"),
-                credit: wallet("w2", "u2")
-            })
+            wallet(1, 11),
+            Account::Wallet {
+                id: "00000000-0000-0000-0000-000000000001".into(),
+                owner: Some("00000000-0000-0000-0000-00000000000b".into()),
+            },
+            "wallet and owner ids are the uuids' text, as stored"
         );
     }
 
     #[test]
     fn invalid_payments_are_failures_with_a_reason() {
         for p in [
-            payment("TIP", Some("w2"), 0),
-            payment("TIP", Some("w2"), -3),
-            payment("TIP", None, 5),
-            payment("TIP", Some("w1"), 5),
-            payment("TOP_UP", Some("w2"), 5),
+            payment(PaymentKind::Tip, Some(2), 0),
+            payment(PaymentKind::Tip, Some(2), -3),
+            payment(PaymentKind::Tip, None, 5),
+            payment(PaymentKind::Tip, Some(1), 5),
+            payment(PaymentKind::TopUp, Some(2), 5),
             PaymentInitiated {
                 currency: "usd".into(),
-                ..payment("TIP", Some("w2"), 5)
+                ..payment(PaymentKind::Tip, Some(2), 5)
             },
         ] {
             let failure = Transfer::of(&p).expect_err("invalid");
-            assert_eq!(failure.reason, "OTHER", "{p:?}");
+            assert_eq!(failure.reason, PaymentFailureReason::Other, "{p:?}");
             assert!(!failure.message.is_empty());
         }
+        let failure = Transfer::of(&payment(PaymentKind::Payout, Some(2), 5)).expect_err("invalid");
+        assert_eq!(
+            failure.message,
+            "PAYOUT moves money of walletId only: payeeWalletId must be null"
+        );
     }
 }

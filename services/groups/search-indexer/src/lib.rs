@@ -6,8 +6,10 @@
 
 use chrono::{DateTime, Utc};
 use circulatory::consumer::{exactly_once, ConsumerGroup, Event, HandlerError};
+use circulatory::events::{
+    CommentAdded, EventPayload, PostCreated, PostDeleted, PostVisibility, UserCreated,
+};
 use circulatory_groups::runner::Registered;
-use serde::Deserialize;
 use sqlx::PgPool;
 
 use circulatory_groups::deps::Deps;
@@ -21,21 +23,30 @@ pub const MAX_LIMIT: i64 = 100;
 
 pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
     Ok(consumer
-        .handler_with("post.created", deps.clone(), |deps, e, _| async move {
-            post_created(&deps, e).await
-        })
-        .handler_with("post.deleted", deps.clone(), |deps, e, _| async move {
-            post_deleted(&deps, e).await
-        })
-        .handler_with("comment.added", deps.clone(), |deps, e, _| async move {
-            comment_added(&deps, e).await
-        })
-        .handler_with("user.created", deps.clone(), |deps, e, _| async move {
-            user_created(&deps, e).await
-        }))
+        .handler_with(
+            PostCreated::EVENT_TYPE,
+            deps.clone(),
+            |deps, e, _| async move { post_created(&deps, e).await },
+        )
+        .handler_with(
+            PostDeleted::EVENT_TYPE,
+            deps.clone(),
+            |deps, e, _| async move { post_deleted(&deps, e).await },
+        )
+        .handler_with(
+            CommentAdded::EVENT_TYPE,
+            deps.clone(),
+            |deps, e, _| async move { comment_added(&deps, e).await },
+        )
+        .handler_with(
+            UserCreated::EVENT_TYPE,
+            deps.clone(),
+            |deps, e, _| async move { user_created(&deps, e).await },
+        ))
 }
 
 /// One document to index.
+#[derive(Debug, Clone, PartialEq)]
 struct Document {
     kind: &'static str,
     id: String,
@@ -80,19 +91,8 @@ impl Document {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PostCreated {
-    post_id: String,
-    author_id: String,
-    text: String,
-    hashtags: Vec<String>,
-    visibility: String,
-    created_at: DateTime<Utc>,
-}
-
-async fn post_created(deps: &Deps, event: Event) -> Result<(), HandlerError> {
-    let p: PostCreated = event.payload()?;
+/// A post's document: its text and its hashtags (`#tag`, as typed).
+fn post_document(p: PostCreated) -> Document {
     let mut body = p.text;
     for tag in &p.hashtags {
         body.push_str(" #");
@@ -100,24 +100,19 @@ async fn post_created(deps: &Deps, event: Event) -> Result<(), HandlerError> {
     }
     Document {
         kind: "post",
-        id: p.post_id,
-        owner: p.author_id,
+        id: p.post_id.to_string(),
+        owner: p.author_id.to_string(),
         parent_id: None,
         body,
         // Search is open to everyone: a post for followers only or private is never found.
-        public: p.visibility == "PUBLIC",
+        public: matches!(p.visibility, PostVisibility::Public),
         created_at: p.created_at,
     }
-    .index(deps, &event)
-    .await
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PostDeleted {
-    post_id: String,
-    author_id: String,
-    deleted_at: DateTime<Utc>,
+async fn post_created(deps: &Deps, event: Event) -> Result<(), HandlerError> {
+    let p: PostCreated = event.payload()?;
+    post_document(p).index(deps, &event).await
 }
 
 /// Marks the post deleted and empties its text (its row stays as a tombstone, even when the
@@ -135,8 +130,8 @@ async fn post_deleted(deps: &Deps, event: Event) -> Result<(), HandlerError> {
                        deleted_at = COALESCE(search_documents.deleted_at, EXCLUDED.deleted_at), \
                        indexed_at = now()",
             )
-            .bind(&p.post_id)
-            .bind(&p.author_id)
+            .bind(p.post_id.to_string())
+            .bind(p.author_id.to_string())
             .bind(p.deleted_at)
             .execute(&mut *tx)
             .await
@@ -148,54 +143,40 @@ async fn post_deleted(deps: &Deps, event: Event) -> Result<(), HandlerError> {
     .map(drop)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct CommentAdded {
-    comment_id: String,
-    post_id: String,
-    author_id: String,
-    text: String,
-    created_at: DateTime<Utc>,
-}
-
-async fn comment_added(deps: &Deps, event: Event) -> Result<(), HandlerError> {
-    let p: CommentAdded = event.payload()?;
+/// A comment's document, under its post (found only while the post is).
+fn comment_document(p: CommentAdded) -> Document {
     Document {
         kind: "comment",
-        id: p.comment_id,
-        owner: p.author_id,
-        parent_id: Some(p.post_id),
+        id: p.comment_id.to_string(),
+        owner: p.author_id.to_string(),
+        parent_id: Some(p.post_id.to_string()),
         body: p.text,
         public: true,
         created_at: p.created_at,
     }
-    .index(deps, &event)
-    .await
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UserCreated {
-    user_id: String,
-    username: String,
-    display_name: String,
-    created_at: DateTime<Utc>,
+async fn comment_added(deps: &Deps, event: Event) -> Result<(), HandlerError> {
+    let p: CommentAdded = event.payload()?;
+    comment_document(p).index(deps, &event).await
 }
 
 /// A user is found by handle and display name (never by email or phone).
-async fn user_created(deps: &Deps, event: Event) -> Result<(), HandlerError> {
-    let p: UserCreated = event.payload()?;
+fn user_document(p: UserCreated) -> Document {
     Document {
         kind: "user",
-        id: p.user_id.clone(),
-        owner: p.user_id,
+        id: p.user_id.to_string(),
+        owner: p.user_id.to_string(),
         parent_id: None,
         body: format!("{} {}", p.username, p.display_name),
         public: true,
         created_at: p.created_at,
     }
-    .index(deps, &event)
-    .await
+}
+
+async fn user_created(deps: &Deps, event: Event) -> Result<(), HandlerError> {
+    let p: UserCreated = event.payload()?;
+    user_document(p).index(deps, &event).await
 }
 
 /// One search result.
@@ -230,4 +211,88 @@ pub async fn search(pool: &PgPool, query: &str, limit: i64) -> Result<Vec<Hit>, 
     .bind(limit.clamp(1, MAX_LIMIT))
     .fetch_all(pool)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use circulatory::events::{PostMediaType, UserSignupMethod};
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_796_358_334_123).expect("in range")
+    }
+
+    fn post(visibility: PostVisibility) -> PostCreated {
+        PostCreated {
+            post_id: uuid(1),
+            author_id: uuid(2),
+            text: "Sunset over the Nile".into(),
+            hashtags: vec!["travel".into(), "sunset".into()],
+            mentions: vec![],
+            media_type: PostMediaType::Text,
+            video_id: None,
+            visibility,
+            created_at: at(),
+        }
+    }
+
+    fn uuid(n: u128) -> sqlx::types::Uuid {
+        sqlx::types::Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn a_post_is_found_by_its_text_and_hashtags_when_public() {
+        let d = post_document(post(PostVisibility::Public));
+        assert_eq!(d.kind, "post");
+        assert_eq!(d.id, "00000000-0000-0000-0000-000000000001");
+        assert_eq!(d.owner, "00000000-0000-0000-0000-000000000002");
+        assert_eq!(d.parent_id, None);
+        assert_eq!(d.body, "Sunset over the Nile #travel #sunset");
+        assert!(d.public);
+        assert_eq!(d.created_at, at());
+        assert!(!post_document(post(PostVisibility::Followers)).public);
+        assert!(!post_document(post(PostVisibility::Private)).public);
+    }
+
+    #[test]
+    fn a_comment_hangs_under_its_post() {
+        let d = comment_document(CommentAdded {
+            comment_id: uuid(3),
+            post_id: uuid(1),
+            author_id: uuid(4),
+            post_author_id: uuid(2),
+            parent_comment_id: None,
+            text: "Beautiful".into(),
+            mentions: vec![],
+            created_at: at(),
+        });
+        assert_eq!(d.kind, "comment");
+        assert_eq!(d.id, uuid(3).to_string());
+        assert_eq!(d.owner, uuid(4).to_string());
+        assert_eq!(d.parent_id, Some(uuid(1).to_string()));
+        assert_eq!(d.body, "Beautiful");
+        assert!(d.public);
+    }
+
+    #[test]
+    fn a_user_is_found_by_handle_and_name_only() {
+        let d = user_document(UserCreated {
+            user_id: uuid(5),
+            username: "amira".into(),
+            display_name: "Amira Haddad".into(),
+            email: Some("amira@example.com".into()),
+            phone_number: Some("+201000000000".into()),
+            signup_method: UserSignupMethod::Email,
+            locale: None,
+            country_code: None,
+            referrer_id: None,
+            created_at: at(),
+        });
+        assert_eq!(d.kind, "user");
+        assert_eq!(d.id, uuid(5).to_string());
+        assert_eq!(d.owner, d.id, "a user owns their own document");
+        assert_eq!(d.body, "amira Amira Haddad");
+        assert!(d.public);
+    }
 }

@@ -9,12 +9,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory::events::{EventPayload, ThumbnailGenerationCompleted, ThumbnailGenerationStarted};
 use circulatory_group_transcoder::media::{self, Media, MediaOptions, Probe, ProbeError};
 use circulatory_groups::runner::Registered;
-use serde::Deserialize;
-use serde_json::json;
 
 use circulatory_groups::deps::Deps;
 
@@ -41,21 +40,10 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: MediaOptions) -> 
         limit: timeout.mul_f64(0.9),
     };
     Ok(consumer.handler_with(
-        "thumbnail.generation.started",
+        ThumbnailGenerationStarted::EVENT_TYPE,
         thumbnailer,
         |t, e, ctx| async move { t.generation_started(e, ctx).await },
     ))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GenerationStarted {
-    video_id: uuid::Uuid,
-    author_id: uuid::Uuid,
-    object_key: String,
-    frame_count: i32,
-    target_width: i32,
-    target_height: i32,
 }
 
 /// The composite: `frames` tiles of `tile_width`x`height`, side by side.
@@ -148,7 +136,7 @@ pub fn ffmpeg_args(source: &Path, times: &[f64], layout: Layout, out: &Path) -> 
 
 impl Thumbnailer {
     async fn generation_started(&self, event: Event, ctx: Context) -> Result<(), HandlerError> {
-        let p: GenerationStarted = event.payload()?;
+        let p: ThumbnailGenerationStarted = event.payload()?;
         let layout = Layout::new(p.frame_count, p.target_width, p.target_height)
             .map_err(HandlerError::permanent)?;
         let scratch = self.media.scratch("thumbnail").await?;
@@ -183,18 +171,15 @@ impl Thumbnailer {
         let key = format!("videos/{}/thumbnail.jpg", p.video_id);
         self.media.upload(&image, &key).await?;
         drop(scratch);
-        ctx.emit(
-            "thumbnail.generation.completed",
-            json!({
-                "videoId": p.video_id,
-                "authorId": p.author_id,
-                "thumbnailUrl": self.media.url(&key),
-                "objectKey": key,
-                "width": layout.width(),
-                "height": layout.height,
-                "completedAt": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-            }),
-        );
+        ctx.emit(ThumbnailGenerationCompleted {
+            video_id: p.video_id,
+            author_id: p.author_id,
+            thumbnail_url: self.media.url(&key),
+            object_key: key,
+            width: layout.width(),
+            height: layout.height,
+            completed_at: Utc::now(),
+        });
         Ok(())
     }
 }

@@ -25,11 +25,13 @@ pub mod testing;
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::Utc;
 use circulatory::consumer::{exactly_once, ConsumerGroup, Context, Event, HandlerError};
+use circulatory::events::{
+    EventPayload, ThumbnailGenerationStarted, TranscodeErrorKind, VideoTranscodeCompleted,
+    VideoTranscodeFailed, VideoTranscodeStarted, VideoUploaded,
+};
 use circulatory_groups::runner::Registered;
-use serde::Deserialize;
-use serde_json::json;
 
 use circulatory_groups::deps::Deps;
 use circulatory_groups::effects::db;
@@ -94,46 +96,15 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: TranscoderOptions
     };
     Ok(consumer
         .handler_with(
-            "video.uploaded",
+            VideoUploaded::EVENT_TYPE,
             transcoder.clone(),
             |t, e, ctx| async move { t.video_uploaded(e, ctx).await },
         )
         .handler_with(
-            "video.transcode.started",
+            VideoTranscodeStarted::EVENT_TYPE,
             transcoder,
             |t, e, ctx| async move { t.transcode_started(e, ctx).await },
         ))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VideoUploaded {
-    video_id: uuid::Uuid,
-    author_id: uuid::Uuid,
-    object_key: String,
-    original_filename: String,
-    content_type: String,
-    size_bytes: i64,
-    caption: Option<String>,
-    hashtags: Vec<String>,
-    mentions: Vec<uuid::Uuid>,
-    uploaded_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TranscodeStarted {
-    video_id: uuid::Uuid,
-    author_id: uuid::Uuid,
-    object_key: String,
-    target_renditions: Vec<String>,
-    source_duration_ms: Option<i64>,
-    source_width: Option<i32>,
-    source_height: Option<i32>,
-}
-
-fn now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 impl Transcoder {
@@ -198,32 +169,26 @@ impl Transcoder {
         match probe {
             Ok(probe) => {
                 let renditions = hls::ladder(probe.width, probe.height);
-                ctx.emit(
-                    "video.transcode.started",
-                    json!({
-                        "videoId": video_id,
-                        "authorId": author_id,
-                        "objectKey": key,
-                        "targetRenditions": renditions.iter().map(|r| &r.name).collect::<Vec<_>>(),
-                        "sourceDurationMs": probe.duration_ms,
-                        "sourceWidth": probe.width,
-                        "sourceHeight": probe.height,
-                        "startedAt": now(),
-                    }),
-                );
+                ctx.emit(VideoTranscodeStarted {
+                    video_id,
+                    author_id,
+                    object_key: key.clone(),
+                    target_renditions: renditions.into_iter().map(|r| r.name).collect(),
+                    source_duration_ms: Some(probe.duration_ms),
+                    source_width: Some(probe.width),
+                    source_height: Some(probe.height),
+                    started_at: Utc::now(),
+                });
                 let (width, height) = thumbnail_size(&probe);
-                ctx.emit(
-                    "thumbnail.generation.started",
-                    json!({
-                        "videoId": video_id,
-                        "authorId": author_id,
-                        "objectKey": key,
-                        "frameCount": THUMBNAIL_FRAMES,
-                        "targetWidth": width,
-                        "targetHeight": height,
-                        "startedAt": now(),
-                    }),
-                );
+                ctx.emit(ThumbnailGenerationStarted {
+                    video_id,
+                    author_id,
+                    object_key: key,
+                    frame_count: THUMBNAIL_FRAMES,
+                    target_width: width,
+                    target_height: height,
+                    started_at: Utc::now(),
+                });
             }
             Err(reason) => {
                 tracing::info!(video_id = %video_id, reason, "upload is not a usable video");
@@ -231,7 +196,7 @@ impl Transcoder {
                     &ctx,
                     video_id,
                     author_id,
-                    "INVALID_SOURCE",
+                    TranscodeErrorKind::InvalidSource,
                     &reason,
                     event.attempt,
                 );
@@ -241,7 +206,7 @@ impl Transcoder {
     }
 
     async fn transcode_started(&self, event: Event, ctx: Context) -> Result<(), HandlerError> {
-        let p: TranscodeStarted = event.payload()?;
+        let p: VideoTranscodeStarted = event.payload()?;
         // Already settled (a late redelivery): encoding again would change nothing.
         let status: Option<(String,)> = sqlx::query_as("SELECT status FROM videos WHERE id = $1")
             .bind(p.video_id)
@@ -286,7 +251,7 @@ impl Transcoder {
                     &ctx,
                     p.video_id,
                     p.author_id,
-                    "INVALID_SOURCE",
+                    TranscodeErrorKind::InvalidSource,
                     &reason,
                     event.attempt,
                 );
@@ -305,8 +270,8 @@ impl Transcoder {
         let started = Instant::now();
         if let Err(e) = media::run_tool("ffmpeg", &args, self.encode_limit).await {
             let kind = match e {
-                ToolError::TimedOut { .. } => "TIMEOUT",
-                _ => "INTERNAL",
+                ToolError::TimedOut { .. } => TranscodeErrorKind::Timeout,
+                _ => TranscodeErrorKind::Internal,
             };
             if event.attempt >= self.max_attempts {
                 emit_failed(
@@ -363,37 +328,45 @@ impl Transcoder {
     fn emit_completed(
         &self,
         ctx: &Context,
-        p: &TranscodeStarted,
+        p: &VideoTranscodeStarted,
         renditions: &[Rendition],
         duration_ms: i64,
     ) {
-        let prefix = format!("videos/{}/hls", p.video_id);
-        let highest_first: Vec<serde_json::Value> = renditions
+        ctx.emit(completed(
+            |key| self.media.url(key),
+            p,
+            renditions,
+            duration_ms,
+        ));
+    }
+}
+
+/// The `video.transcode.completed` of `p`'s `renditions` (lowest first, as the ladder gives
+/// them; announced highest first), `url` giving an object's public URL.
+fn completed(
+    url: impl Fn(&str) -> String,
+    p: &VideoTranscodeStarted,
+    renditions: &[Rendition],
+    duration_ms: i64,
+) -> VideoTranscodeCompleted {
+    let prefix = format!("videos/{}/hls", p.video_id);
+    VideoTranscodeCompleted {
+        video_id: p.video_id,
+        author_id: p.author_id,
+        renditions: renditions
             .iter()
             .rev()
-            .map(|r| self.rendition_json(&prefix, r))
-            .collect();
-        ctx.emit(
-            "video.transcode.completed",
-            json!({
-                "videoId": p.video_id,
-                "authorId": p.author_id,
-                "renditions": highest_first,
-                "masterPlaylistUrl": self.media.url(&format!("{prefix}/{}", hls::MASTER)),
-                "durationMs": duration_ms,
-                "completedAt": now(),
-            }),
-        );
-    }
-
-    fn rendition_json(&self, prefix: &str, r: &Rendition) -> serde_json::Value {
-        json!({
-            "name": r.name,
-            "width": r.width,
-            "height": r.height,
-            "bitrateKbps": r.bitrate_kbps,
-            "playlistUrl": self.media.url(&format!("{prefix}/{}/index.m3u8", r.name)),
-        })
+            .map(|r| circulatory::events::Rendition {
+                name: r.name.clone(),
+                width: r.width,
+                height: r.height,
+                bitrate_kbps: r.bitrate_kbps,
+                playlist_url: url(&format!("{prefix}/{}/index.m3u8", r.name)),
+            })
+            .collect(),
+        master_playlist_url: url(&format!("{prefix}/{}", hls::MASTER)),
+        duration_ms,
+        completed_at: Utc::now(),
     }
 }
 
@@ -410,20 +383,101 @@ fn emit_failed(
     ctx: &Context,
     video_id: uuid::Uuid,
     author_id: uuid::Uuid,
-    kind: &str,
+    kind: TranscodeErrorKind,
     message: &str,
     attempts: u32,
 ) {
-    let message: String = message.chars().take(1000).collect();
-    ctx.emit(
-        "video.transcode.failed",
-        json!({
-            "videoId": video_id,
-            "authorId": author_id,
-            "errorKind": kind,
-            "errorMessage": message,
-            "attempts": attempts,
-            "failedAt": now(),
-        }),
-    );
+    ctx.emit(failed(video_id, author_id, kind, message, attempts));
+}
+
+/// The `video.transcode.failed` of a video, its message cut to 1000 characters.
+fn failed(
+    video_id: uuid::Uuid,
+    author_id: uuid::Uuid,
+    kind: TranscodeErrorKind,
+    message: &str,
+    attempts: u32,
+) -> VideoTranscodeFailed {
+    VideoTranscodeFailed {
+        video_id,
+        author_id,
+        error_kind: kind,
+        error_message: message.chars().take(1000).collect(),
+        attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
+        failed_at: Utc::now(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(labels: &[&str]) -> VideoTranscodeStarted {
+        VideoTranscodeStarted {
+            video_id: uuid::Uuid::from_u128(1),
+            author_id: uuid::Uuid::from_u128(2),
+            object_key: "videos/1/original.mp4".into(),
+            target_renditions: labels.iter().map(|l| l.to_string()).collect(),
+            source_duration_ms: Some(3000),
+            source_width: Some(1280),
+            source_height: Some(720),
+            started_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn a_completed_transcode_names_its_renditions_highest_first() {
+        let p = started(&["360p", "720p"]);
+        let renditions = hls::select(1280, 720, &p.target_renditions);
+        let c = completed(|key| format!("file:///s/{key}"), &p, &renditions, 2990);
+        let names: Vec<&str> = c.renditions.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["720p", "360p"]);
+        assert_eq!((c.renditions[0].width, c.renditions[0].height), (1280, 720));
+        assert_eq!(c.renditions[0].bitrate_kbps, 2800);
+        let id = p.video_id;
+        assert_eq!(
+            c.renditions[1].playlist_url,
+            format!("file:///s/videos/{id}/hls/360p/index.m3u8")
+        );
+        assert_eq!(
+            c.master_playlist_url,
+            format!("file:///s/videos/{id}/hls/master.m3u8")
+        );
+        assert_eq!((c.video_id, c.author_id), (p.video_id, p.author_id));
+        assert_eq!(c.duration_ms, 2990);
+        let json = serde_json::to_value(&c).expect("JSON");
+        assert_eq!(json["renditions"][0]["bitrateKbps"], 2800);
+    }
+
+    #[test]
+    fn a_failure_keeps_its_kind_and_a_bounded_message() {
+        let f = failed(
+            uuid::Uuid::from_u128(1),
+            uuid::Uuid::from_u128(2),
+            TranscodeErrorKind::Timeout,
+            &"é".repeat(1500),
+            3,
+        );
+        assert_eq!(f.error_kind, TranscodeErrorKind::Timeout);
+        assert_eq!(f.error_message.chars().count(), 1000);
+        assert_eq!(f.attempts, 3);
+        let json = serde_json::to_value(&f).expect("JSON");
+        assert_eq!(json["errorKind"], "TIMEOUT");
+    }
+
+    #[test]
+    fn the_composite_thumbnail_keeps_the_aspect_ratio_without_upscaling() {
+        let probe = |width, height| Probe {
+            duration_ms: 1000,
+            width,
+            height,
+            fps: Some(25.0),
+            video_codec: "h264".into(),
+            has_audio: false,
+            video_duration_ms: None,
+        };
+        assert_eq!(thumbnail_size(&probe(854, 480)), (1600, 180));
+        assert_eq!(thumbnail_size(&probe(1080, 1920)), (500, 180));
+        assert_eq!(thumbnail_size(&probe(320, 120)), (1600, 120));
+    }
 }

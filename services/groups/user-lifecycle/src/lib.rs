@@ -12,11 +12,13 @@
 //! is newer than the pair's `changed_at`, and the counts move only when `active` flips. Every
 //! effect runs through `exactly_once`, so a redelivered event changes nothing more.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use circulatory::consumer::{exactly_once, ConsumerGroup, Context, Event, HandlerError};
+use circulatory::events::{
+    EventPayload, NotificationChannel, NotificationCreated, NotificationKind, UserBlocked,
+    UserCreated, UserFollowed, UserUnfollowed, UserVerified,
+};
 use circulatory_groups::runner::Registered;
-use serde::Deserialize;
-use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -28,11 +30,11 @@ pub const GROUP: &str = "user-lifecycle";
 
 pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
     Ok(consumer
-        .handler_with("user.created", deps.clone(), user_created)
-        .handler_with("user.verified", deps.clone(), user_verified)
-        .handler_with("user.followed", deps.clone(), user_followed)
-        .handler_with("user.unfollowed", deps.clone(), user_unfollowed)
-        .handler_with("user.blocked", deps.clone(), user_blocked))
+        .handler_with(UserCreated::EVENT_TYPE, deps.clone(), user_created)
+        .handler_with(UserVerified::EVENT_TYPE, deps.clone(), user_verified)
+        .handler_with(UserFollowed::EVENT_TYPE, deps.clone(), user_followed)
+        .handler_with(UserUnfollowed::EVENT_TYPE, deps.clone(), user_unfollowed)
+        .handler_with(UserBlocked::EVENT_TYPE, deps.clone(), user_blocked))
 }
 
 /// Id of a user's welcome notification: derived from the user, so every delivery of the user's
@@ -44,19 +46,28 @@ pub fn welcome_notification_id(user_id: Uuid) -> Uuid {
     )
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UserCreated {
-    user_id: Uuid,
-    username: String,
-    display_name: String,
-    email: Option<String>,
-    phone_number: Option<String>,
-    signup_method: String,
-    locale: Option<String>,
-    country_code: Option<String>,
-    referrer_id: Option<Uuid>,
-    created_at: DateTime<Utc>,
+/// The welcome `notification.created` of a new user: in the app, and by email to users who
+/// signed up with an address.
+fn welcome(p: &UserCreated) -> NotificationCreated {
+    let channels = if p.email.is_some() {
+        vec![NotificationChannel::InApp, NotificationChannel::Email]
+    } else {
+        vec![NotificationChannel::InApp]
+    };
+    NotificationCreated {
+        notification_id: welcome_notification_id(p.user_id),
+        user_id: p.user_id,
+        kind: NotificationKind::System,
+        title: "Welcome to D-A-I-R-A!".into(),
+        body: format!(
+            "Hi {}, your account is ready. Follow creators to fill your feed.",
+            p.display_name
+        ),
+        actor_id: None,
+        entity_id: None,
+        channels,
+        created_at: p.created_at,
+    }
 }
 
 async fn user_created(deps: Deps, event: Event, ctx: Context) -> Result<(), HandlerError> {
@@ -66,18 +77,7 @@ async fn user_created(deps: Deps, event: Event, ctx: Context) -> Result<(), Hand
             "user.created with an empty username",
         ));
     }
-    let welcome = json!({
-        "notificationId": welcome_notification_id(p.user_id).to_string(),
-        "userId": p.user_id.to_string(),
-        "kind": "SYSTEM",
-        "title": "Welcome to D-A-I-R-A!",
-        "body": format!("Hi {}, your account is ready. Follow creators to fill your feed.", p.display_name),
-        "actorId": null,
-        "entityId": null,
-        // The welcome email goes out only to users who signed up with an address.
-        "channels": if p.email.is_some() { json!(["IN_APP", "EMAIL"]) } else { json!(["IN_APP"]) },
-        "createdAt": p.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-    });
+    let welcome = welcome(&p);
     exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             // A row made earlier by a follow or a verification gets its identity now; a second
@@ -100,7 +100,7 @@ async fn user_created(deps: Deps, event: Event, ctx: Context) -> Result<(), Hand
             .bind(&p.display_name)
             .bind(&p.email)
             .bind(&p.phone_number)
-            .bind(&p.signup_method)
+            .bind(p.signup_method.as_str())
             .bind(&p.locale)
             .bind(&p.country_code)
             .bind(p.referrer_id)
@@ -125,16 +125,8 @@ async fn user_created(deps: Deps, event: Event, ctx: Context) -> Result<(), Hand
     .await?;
     // Emitted on every delivery, also when the rows were already written: an earlier attempt
     // may have committed and then failed to emit. The id is the same each time.
-    ctx.emit("notification.created", welcome);
+    ctx.emit(welcome);
     Ok(())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UserVerified {
-    user_id: Uuid,
-    verification_kind: String,
-    verified_at: DateTime<Utc>,
 }
 
 async fn user_verified(deps: Deps, event: Event, _: Context) -> Result<(), HandlerError> {
@@ -153,7 +145,7 @@ async fn user_verified(deps: Deps, event: Event, _: Context) -> Result<(), Handl
                        updated_at = now()",
             )
             .bind(p.user_id)
-            .bind(&p.verification_kind)
+            .bind(p.verification_kind.as_str())
             .bind(p.verified_at)
             .execute(&mut *tx)
             .await
@@ -163,14 +155,6 @@ async fn user_verified(deps: Deps, event: Event, _: Context) -> Result<(), Handl
     })
     .await
     .map(drop)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UserFollowed {
-    follower_id: Uuid,
-    followee_id: Uuid,
-    followed_at: DateTime<Utc>,
 }
 
 async fn user_followed(deps: Deps, event: Event, _: Context) -> Result<(), HandlerError> {
@@ -190,14 +174,6 @@ async fn user_followed(deps: Deps, event: Event, _: Context) -> Result<(), Handl
     .map(drop)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UserUnfollowed {
-    follower_id: Uuid,
-    followee_id: Uuid,
-    unfollowed_at: DateTime<Utc>,
-}
-
 async fn user_unfollowed(deps: Deps, event: Event, _: Context) -> Result<(), HandlerError> {
     let p: UserUnfollowed = event.payload()?;
     exactly_once(&deps.pool, GROUP, &event, move |tx| {
@@ -207,14 +183,6 @@ async fn user_unfollowed(deps: Deps, event: Event, _: Context) -> Result<(), Han
     })
     .await
     .map(drop)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UserBlocked {
-    user_id: Uuid,
-    blocked_user_id: Uuid,
-    blocked_at: DateTime<Utc>,
 }
 
 async fn user_blocked(deps: Deps, event: Event, _: Context) -> Result<(), HandlerError> {
@@ -363,3 +331,61 @@ const FOLLOWING_COUNT: &str = "INSERT INTO user_profiles (user_id, following_cou
 const FOLLOWER_COUNT: &str = "INSERT INTO user_profiles (user_id, follower_count) \
      VALUES ($1, GREATEST($2, 0)) ON CONFLICT (user_id) DO UPDATE \
      SET follower_count = user_profiles.follower_count + $2, updated_at = now()";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use circulatory::events::UserSignupMethod;
+
+    fn user(email: Option<&str>) -> UserCreated {
+        UserCreated {
+            user_id: Uuid::from_u128(1),
+            username: "ada".into(),
+            display_name: "Ada L".into(),
+            email: email.map(str::to_string),
+            phone_number: None,
+            signup_method: UserSignupMethod::Email,
+            locale: Some("en-GB".into()),
+            country_code: None,
+            referrer_id: None,
+            created_at: DateTime::from_timestamp_millis(1_796_358_334_123).expect("in range"),
+        }
+    }
+
+    #[test]
+    fn the_welcome_is_a_system_notification_of_the_new_user() {
+        let p = user(Some("ada@example.com"));
+        let w = welcome(&p);
+        assert_eq!(w.notification_id, welcome_notification_id(p.user_id));
+        assert_eq!(w.user_id, p.user_id);
+        assert_eq!(w.kind, NotificationKind::System);
+        assert_eq!(w.title, "Welcome to D-A-I-R-A!");
+        assert_eq!(
+            w.body,
+            "Hi Ada L, your account is ready. Follow creators to fill your feed."
+        );
+        assert_eq!((w.actor_id, w.entity_id), (None, None));
+        assert_eq!(w.created_at, p.created_at);
+        let json = serde_json::to_value(&w).expect("JSON");
+        assert_eq!(json["channels"], serde_json::json!(["IN_APP", "EMAIL"]));
+        assert_eq!(json["kind"], "SYSTEM");
+    }
+
+    #[test]
+    fn the_welcome_email_goes_only_to_users_with_an_address() {
+        assert_eq!(
+            welcome(&user(Some("ada@example.com"))).channels,
+            [NotificationChannel::InApp, NotificationChannel::Email]
+        );
+        assert_eq!(welcome(&user(None)).channels, [NotificationChannel::InApp]);
+    }
+
+    #[test]
+    fn the_welcome_id_is_the_user_s_alone() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        assert_eq!(welcome_notification_id(a), welcome_notification_id(a));
+        assert_ne!(welcome_notification_id(a), welcome_notification_id(b));
+        assert_eq!(welcome_notification_id(a).get_version_num(), 5);
+    }
+}

@@ -11,10 +11,9 @@
 //!
 //! Both through `exactly_once`: a redelivered event changes nothing more.
 
-use chrono::{DateTime, Utc};
 use circulatory::consumer::{exactly_once, ConsumerGroup, Event, HandlerError};
+use circulatory::events::{EventPayload, VideoEmbeddingGenerated, VideoPublished};
 use circulatory_groups::runner::Registered;
-use serde::Deserialize;
 
 use circulatory_groups::deps::Deps;
 use circulatory_groups::effects::db;
@@ -28,29 +27,20 @@ pub const MAX_DIMENSIONS: usize = 4096;
 pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
     Ok(consumer
         .handler_with(
-            "video.embedding.generated",
+            VideoEmbeddingGenerated::EVENT_TYPE,
             deps.clone(),
             |deps, e, _| async move { embedding_generated(&deps, e).await },
         )
-        .handler_with("video.published", deps.clone(), |deps, e, _| async move {
-            video_published(&deps, e).await
-        }))
+        .handler_with(
+            VideoPublished::EVENT_TYPE,
+            deps.clone(),
+            |deps, e, _| async move { video_published(&deps, e).await },
+        ))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct EmbeddingGenerated {
-    video_id: String,
-    author_id: String,
-    model: String,
-    dimensions: i32,
-    /// A non-finite float has no JSON form: it arrives as `null`.
-    vector: Vec<Option<f64>>,
-    generated_at: DateTime<Utc>,
-}
-
-/// Checks an embedding: `dimensions` values, all finite and within `f32`; returns the vector.
-pub fn validate(dimensions: i32, vector: &[Option<f64>]) -> Result<Vec<f32>, HandlerError> {
+/// Checks an embedding: `dimensions` values, all finite. A non-finite float has no JSON form (it
+/// arrives as `null`, which the payload refuses); a number beyond `f32` reads as infinite.
+pub fn validate(dimensions: i32, vector: &[f32]) -> Result<(), HandlerError> {
     let expected = usize::try_from(dimensions)
         .ok()
         .filter(|d| (1..=MAX_DIMENSIONS).contains(d))
@@ -65,24 +55,26 @@ pub fn validate(dimensions: i32, vector: &[Option<f64>]) -> Result<Vec<f32>, Han
             vector.len()
         )));
     }
-    vector
-        .iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Some(v) if v.is_finite() && v.abs() <= f64::from(f32::MAX) => Ok(*v as f32),
-            _ => Err(HandlerError::permanent(format!(
-                "vector[{i}] is not a finite float"
-            ))),
-        })
-        .collect()
+    match vector.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(HandlerError::permanent(format!(
+            "vector[{i}] is not a finite float"
+        ))),
+        None => Ok(()),
+    }
 }
 
-async fn embedding_generated(deps: &Deps, event: Event) -> Result<(), HandlerError> {
-    let p: EmbeddingGenerated = event.payload()?;
-    let vector = validate(p.dimensions, &p.vector)?;
+/// The embedding of `event`, checked: what [`validate`] accepts, with a model name.
+pub fn embedding(event: &Event) -> Result<VideoEmbeddingGenerated, HandlerError> {
+    let p: VideoEmbeddingGenerated = event.payload()?;
+    validate(p.dimensions, &p.vector)?;
     if p.model.trim().is_empty() {
         return Err(HandlerError::permanent("the model name is empty"));
     }
+    Ok(p)
+}
+
+async fn embedding_generated(deps: &Deps, event: Event) -> Result<(), HandlerError> {
+    let p = embedding(&event)?;
     exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             sqlx::query(
@@ -95,11 +87,11 @@ async fn embedding_generated(deps: &Deps, event: Event) -> Result<(), HandlerErr
                      version = video_embeddings.version + 1, updated_at = now() \
                  WHERE video_embeddings.generated_at <= EXCLUDED.generated_at",
             )
-            .bind(&p.video_id)
+            .bind(p.video_id.to_string())
             .bind(&p.model)
-            .bind(&p.author_id)
+            .bind(p.author_id.to_string())
             .bind(p.dimensions)
-            .bind(&vector)
+            .bind(&p.vector)
             .bind(p.generated_at)
             .execute(&mut *tx)
             .await
@@ -109,17 +101,6 @@ async fn embedding_generated(deps: &Deps, event: Event) -> Result<(), HandlerErr
     })
     .await
     .map(drop)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VideoPublished {
-    video_id: String,
-    author_id: String,
-    post_id: String,
-    hashtags: Vec<String>,
-    duration_ms: i64,
-    published_at: DateTime<Utc>,
 }
 
 async fn video_published(deps: &Deps, event: Event) -> Result<(), HandlerError> {
@@ -136,9 +117,9 @@ async fn video_published(deps: &Deps, event: Event) -> Result<(), HandlerError> 
                      published_at = EXCLUDED.published_at \
                  WHERE recommendable_videos.published_at <= EXCLUDED.published_at",
             )
-            .bind(&p.video_id)
-            .bind(&p.author_id)
-            .bind(&p.post_id)
+            .bind(p.video_id.to_string())
+            .bind(p.author_id.to_string())
+            .bind(p.post_id.to_string())
             .bind(&p.hashtags)
             .bind(p.duration_ms)
             .bind(p.published_at)
@@ -156,22 +137,60 @@ async fn video_published(deps: &Deps, event: Event) -> Result<(), HandlerError> 
 mod tests {
     use super::*;
 
+    use circulatory::consumer::testing;
+    use serde_json::json;
+
     #[test]
     fn embeddings_are_checked() {
-        assert_eq!(
-            validate(2, &[Some(0.5), Some(-1.0)]).unwrap(),
-            vec![0.5, -1.0]
-        );
+        assert_eq!(validate(2, &[0.5, -1.0]), Ok(()));
         for (dimensions, vector) in [
-            (3, vec![Some(0.5), Some(1.0)]),
+            (3, vec![0.5, 1.0]),
             (0, vec![]),
-            (-1, vec![Some(1.0)]),
-            (2, vec![Some(0.5), None]),
-            (1, vec![Some(f64::NAN)]),
-            (1, vec![Some(1e39)]),
+            (-1, vec![1.0]),
+            (5000, vec![0.0; 5000]),
+            (1, vec![f32::NAN]),
+            (2, vec![0.5, f32::INFINITY]),
         ] {
             let error = validate(dimensions, &vector).unwrap_err();
             assert!(!error.is_retryable(), "{dimensions} {vector:?}");
         }
+        let error = validate(2, &[0.5, f32::NEG_INFINITY]).unwrap_err();
+        assert!(error.to_string().contains("vector[1]"), "{error}");
+    }
+
+    fn generated(vector: serde_json::Value, model: &str) -> Event {
+        testing::event(
+            VideoEmbeddingGenerated::EVENT_TYPE,
+            json!({
+                "videoId": "0192e3a4-0000-7000-8000-000000000001",
+                "authorId": "0192e3a4-0000-7000-8000-000000000002",
+                "model": model, "dimensions": 2, "vector": vector,
+                "generatedAt": "2026-11-27T10:00:00Z"
+            }),
+        )
+    }
+
+    #[test]
+    fn an_embedding_is_read_from_its_event_and_checked() {
+        let p = embedding(&generated(json!([0.25, -0.5]), "clip-v1")).expect("valid");
+        assert_eq!(p.vector, vec![0.25, -0.5]);
+        assert_eq!(
+            p.video_id.to_string(),
+            "0192e3a4-0000-7000-8000-000000000001"
+        );
+        assert_eq!(p.generated_at.timestamp(), 1_795_773_600);
+        for (vector, model) in [
+            // A non-finite value arrives as null; one beyond f32 reads as infinite.
+            (json!([0.25, null]), "clip-v1"),
+            (json!([0.25, 1e39]), "clip-v1"),
+            (json!([0.25]), "clip-v1"),
+            (json!([0.25, -0.5]), " "),
+        ] {
+            let error = embedding(&generated(vector.clone(), model)).unwrap_err();
+            assert!(!error.is_retryable(), "{vector} {model:?}: {error}");
+        }
+        let mut bad_id = generated(json!([0.25, -0.5]), "clip-v1");
+        bad_id.data["videoId"] = json!("not-a-uuid");
+        assert!(!embedding(&bad_id).unwrap_err().is_retryable());
     }
 }

@@ -22,10 +22,13 @@
 use chrono::{DateTime, Utc};
 use circulatory::consumer::exactly_once::{exactly_once, Applied};
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
+use circulatory::events::{
+    EventPayload, RecommendationServed, RecommendedVideo, UserInterest, UserVectorUpdate,
+    VideoViewed,
+};
 use circulatory_groups::runner::Registered;
-use serde::Deserialize;
-use serde_json::json;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use circulatory_groups::deps::Deps;
 use circulatory_groups::effects::db;
@@ -70,17 +73,17 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: Options) -> Regis
     let rate = options.vector_learning_rate;
     Ok(consumer
         .handler_with(
-            "video.viewed",
+            VideoViewed::EVENT_TYPE,
             deps.clone(),
             move |deps, e, ctx| async move { video_viewed(&deps, rate, e, ctx).await },
         )
         .handler_with(
-            "user.interest",
+            UserInterest::EVENT_TYPE,
             deps.clone(),
             move |deps, e, ctx| async move { user_interest(&deps, rate, e, ctx).await },
         )
         .handler_with(
-            "recommendation.served",
+            RecommendationServed::EVENT_TYPE,
             deps.clone(),
             |deps, e, _| async move { recommendation_served(&deps, e).await },
         ))
@@ -118,17 +121,6 @@ pub fn moved(current: &[f32], target: &[f32], rate: f64) -> Vec<f32> {
         .collect()
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VideoViewed {
-    video_id: String,
-    viewer_id: Option<String>,
-    watch_time_ms: i64,
-    video_duration_ms: i64,
-    completed: bool,
-    viewed_at: DateTime<Utc>,
-}
-
 async fn video_viewed(
     deps: &Deps,
     rate: f64,
@@ -148,15 +140,6 @@ async fn video_viewed(
         at: p.viewed_at,
     };
     signal.apply(deps, rate, &event, &ctx).await
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct UserInterest {
-    user_id: String,
-    weight: f64,
-    entity_id: Option<String>,
-    observed_at: DateTime<Utc>,
 }
 
 async fn user_interest(
@@ -181,8 +164,8 @@ async fn user_interest(
 
 /// A signal of a user about a video.
 struct Signal {
-    user: String,
-    video: String,
+    user: Uuid,
+    video: Uuid,
     strength: f64,
     /// Whether a missing embedding is counted in `unembedded_video_views` (views only).
     count_unembedded: bool,
@@ -196,6 +179,19 @@ struct Updated {
     updated_at: DateTime<Utc>,
 }
 
+impl Updated {
+    /// The `user.vector.update` of `user` this change emits.
+    fn event(self, user: Uuid) -> UserVectorUpdate {
+        UserVectorUpdate {
+            user_id: user,
+            model: self.model,
+            dimensions: self.vector.len() as i32,
+            vector: self.vector,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
 impl Signal {
     async fn apply(
         self,
@@ -205,26 +201,17 @@ impl Signal {
         ctx: &Context,
     ) -> Result<(), HandlerError> {
         let event_id = event.id().to_string();
-        let user = self.user.clone();
+        let user = self.user;
         let applied = exactly_once(&deps.pool, GROUP, event, move |tx| {
             Box::pin(async move { self.fold(tx, rate, &event_id).await })
         })
         .await?;
         let updates = match applied {
             Applied::Now(updates) => updates,
-            Applied::AlreadyDone => last_change_of(deps, &user, event.id()).await?,
+            Applied::AlreadyDone => last_change_of(deps, user, event.id()).await?,
         };
         for u in updates {
-            ctx.emit(
-                "user.vector.update",
-                json!({
-                    "userId": user,
-                    "model": u.model,
-                    "dimensions": u.vector.len(),
-                    "vector": u.vector,
-                    "updatedAt": u.updated_at,
-                }),
-            );
+            ctx.emit(u.event(user));
         }
         Ok(())
     }
@@ -240,7 +227,7 @@ impl Signal {
             "SELECT model, vector FROM video_embeddings WHERE video_id = $1 ORDER BY model \
              LIMIT $2",
         )
-        .bind(&self.video)
+        .bind(self.video.to_string())
         .bind(MAX_MODELS)
         .fetch_all(&mut *tx)
         .await
@@ -255,7 +242,7 @@ impl Signal {
                          last_viewed_at = GREATEST(unembedded_video_views.last_viewed_at, \
                                                    EXCLUDED.last_viewed_at)",
                 )
-                .bind(&self.video)
+                .bind(self.video.to_string())
                 .bind(self.at)
                 .execute(&mut *tx)
                 .await
@@ -281,7 +268,7 @@ impl Signal {
                          signals = user_vectors.signals + 1, \
                          last_event_id = EXCLUDED.last_event_id, updated_at = EXCLUDED.updated_at",
                 )
-                .bind(&self.user)
+                .bind(self.user.to_string())
                 .bind(&model)
                 .bind(vector.len() as i32)
                 .bind(&vector)
@@ -313,7 +300,7 @@ impl Signal {
         let current: Option<(Vec<f32>,)> = sqlx::query_as(
             "SELECT vector FROM user_vectors WHERE user_id = $1 AND model = $2 FOR UPDATE",
         )
-        .bind(&self.user)
+        .bind(self.user.to_string())
         .bind(model)
         .fetch_optional(&mut *tx)
         .await
@@ -333,14 +320,14 @@ impl Signal {
 /// The vectors whose latest change came from `event_id` (a redelivery re-emits them).
 async fn last_change_of(
     deps: &Deps,
-    user: &str,
+    user: Uuid,
     event_id: &str,
 ) -> Result<Vec<Updated>, HandlerError> {
     let rows: Vec<(String, Vec<f32>, DateTime<Utc>)> = sqlx::query_as(
         "SELECT model, vector, updated_at FROM user_vectors \
          WHERE user_id = $1 AND last_event_id = $2 ORDER BY model",
     )
-    .bind(user)
+    .bind(user.to_string())
     .bind(event_id)
     .fetch_all(&deps.pool)
     .await
@@ -355,20 +342,15 @@ async fn last_change_of(
         .collect())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RecommendationServed {
-    recommendation_id: String,
-    user_id: String,
-    surface: String,
-    model: String,
-    items: Vec<serde_json::Value>,
-    served_at: DateTime<Utc>,
+/// The `items` column: `[{videoId, rank, score}]`, as the event lists them.
+fn items_json(items: &[RecommendedVideo]) -> serde_json::Value {
+    serde_json::to_value(items).expect("a generated record is JSON")
 }
 
 async fn recommendation_served(deps: &Deps, event: Event) -> Result<(), HandlerError> {
     let p: RecommendationServed = event.payload()?;
     let event_id = event.id().to_string();
+    let items = items_json(&p.items);
     exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             sqlx::query(
@@ -377,12 +359,12 @@ async fn recommendation_served(deps: &Deps, event: Event) -> Result<(), HandlerE
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                  ON CONFLICT DO NOTHING",
             )
-            .bind(&p.recommendation_id)
+            .bind(p.recommendation_id.to_string())
             .bind(&event_id)
-            .bind(&p.user_id)
-            .bind(&p.surface)
+            .bind(p.user_id.to_string())
+            .bind(p.surface.as_str())
             .bind(&p.model)
-            .bind(serde_json::Value::Array(p.items.clone()))
+            .bind(&items)
             .bind(p.items.len() as i32)
             .bind(p.served_at)
             .execute(&mut *tx)
@@ -413,5 +395,50 @@ mod tests {
     fn the_average_moves_towards_or_away() {
         assert_eq!(moved(&[0.0, 1.0], &[1.0, 0.0], 0.25), vec![0.25, 0.75]);
         assert_eq!(moved(&[0.0, 1.0], &[1.0, 0.0], -0.25), vec![-0.25, 1.25]);
+    }
+
+    #[test]
+    fn a_change_emits_the_whole_vector_of_its_user_and_model() {
+        let at = DateTime::from_timestamp_millis(1_795_773_600_123).expect("in range");
+        let user = Uuid::from_u128(7);
+        let update = Updated {
+            model: "clip-v1".into(),
+            vector: vec![0.25, -0.5, 1.0],
+            updated_at: at,
+        }
+        .event(user);
+        assert_eq!(
+            update,
+            UserVectorUpdate {
+                user_id: user,
+                model: "clip-v1".into(),
+                dimensions: 3,
+                vector: vec![0.25, -0.5, 1.0],
+                updated_at: at,
+            }
+        );
+    }
+
+    #[test]
+    fn served_items_are_stored_in_the_event_s_json_form() {
+        let items = [
+            RecommendedVideo {
+                video_id: Uuid::from_u128(1),
+                rank: 0,
+                score: 0.75,
+            },
+            RecommendedVideo {
+                video_id: Uuid::from_u128(2),
+                rank: 1,
+                score: 0.5,
+            },
+        ];
+        assert_eq!(
+            items_json(&items),
+            serde_json::json!([
+                {"videoId": "00000000-0000-0000-0000-000000000001", "rank": 0, "score": 0.75},
+                {"videoId": "00000000-0000-0000-0000-000000000002", "rank": 1, "score": 0.5}
+            ])
+        );
     }
 }

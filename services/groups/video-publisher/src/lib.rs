@@ -9,11 +9,13 @@
 //! video FAILED with the reason. The author's notification and the followers' feeds follow from
 //! `video.published` elsewhere (notifier, feed-fanout).
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use circulatory::consumer::{exactly_once, Applied, ConsumerGroup, Context, Event, HandlerError};
+use circulatory::events::{
+    EventPayload, ThumbnailGenerationCompleted, VideoPublished, VideoTranscodeCompleted,
+    VideoTranscodeFailed,
+};
 use circulatory_groups::runner::Registered;
-use serde::Deserialize;
-use serde_json::json;
 use sqlx::PgConnection;
 
 use circulatory_groups::deps::Deps;
@@ -25,34 +27,29 @@ pub const GROUP: &str = "video-publisher";
 pub fn register(consumer: ConsumerGroup, deps: &Deps, _: NoOptions) -> Registered {
     Ok(consumer
         .handler_with(
-            "video.transcode.completed",
+            VideoTranscodeCompleted::EVENT_TYPE,
             deps.clone(),
             |deps, e, ctx| async move { transcode_completed(&deps, e, ctx).await },
         )
         .handler_with(
-            "thumbnail.generation.completed",
+            ThumbnailGenerationCompleted::EVENT_TYPE,
             deps.clone(),
             |deps, e, ctx| async move { thumbnail_completed(&deps, e, ctx).await },
         )
         .handler_with(
-            "video.transcode.failed",
+            VideoTranscodeFailed::EVENT_TYPE,
             deps.clone(),
             |deps, e, _| async move { transcode_failed(&deps, e).await },
         ))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TranscodeCompleted {
-    video_id: uuid::Uuid,
-    renditions: Vec<serde_json::Value>,
-    master_playlist_url: String,
-    duration_ms: i64,
-    completed_at: DateTime<Utc>,
+/// The renditions as the `videos.renditions` column keeps them: the event's JSON array.
+fn renditions_json(p: &VideoTranscodeCompleted) -> serde_json::Value {
+    serde_json::to_value(&p.renditions).expect("renditions are JSON")
 }
 
 async fn transcode_completed(deps: &Deps, event: Event, ctx: Context) -> Result<(), HandlerError> {
-    let p: TranscodeCompleted = event.payload()?;
+    let p: VideoTranscodeCompleted = event.payload()?;
     let video_id = p.video_id;
     let event_id = event.id().to_string();
     let applied = exactly_once(&deps.pool, GROUP, &event, move |tx| {
@@ -64,7 +61,7 @@ async fn transcode_completed(deps: &Deps, event: Event, ctx: Context) -> Result<
                  WHERE id = $1",
             )
             .bind(p.video_id)
-            .bind(serde_json::Value::Array(p.renditions))
+            .bind(renditions_json(&p))
             .bind(&p.master_playlist_url)
             .bind(p.duration_ms)
             .bind(p.completed_at)
@@ -78,19 +75,8 @@ async fn transcode_completed(deps: &Deps, event: Event, ctx: Context) -> Result<
     announce(deps, video_id, &event, &ctx, applied).await
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ThumbnailCompleted {
-    video_id: uuid::Uuid,
-    thumbnail_url: String,
-    object_key: String,
-    width: i32,
-    height: i32,
-    completed_at: DateTime<Utc>,
-}
-
 async fn thumbnail_completed(deps: &Deps, event: Event, ctx: Context) -> Result<(), HandlerError> {
-    let p: ThumbnailCompleted = event.payload()?;
+    let p: ThumbnailGenerationCompleted = event.payload()?;
     let video_id = p.video_id;
     let event_id = event.id().to_string();
     let applied = exactly_once(&deps.pool, GROUP, &event, move |tx| {
@@ -117,23 +103,14 @@ async fn thumbnail_completed(deps: &Deps, event: Event, ctx: Context) -> Result<
     announce(deps, video_id, &event, &ctx, applied).await
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TranscodeFailed {
-    video_id: uuid::Uuid,
-    error_kind: String,
-    error_message: String,
-    failed_at: DateTime<Utc>,
-}
-
 async fn transcode_failed(deps: &Deps, event: Event) -> Result<(), HandlerError> {
-    let p: TranscodeFailed = event.payload()?;
+    let p: VideoTranscodeFailed = event.payload()?;
     exactly_once(&deps.pool, GROUP, &event, move |tx| {
         Box::pin(async move {
             let status = lock_video(tx, p.video_id).await?;
             if status == "PUBLISHED" {
                 // A late failure report of a video that is live: the live video stands.
-                tracing::warn!(video_id = %p.video_id, kind = p.error_kind, "failure after publication ignored");
+                tracing::warn!(video_id = %p.video_id, kind = %p.error_kind, "failure after publication ignored");
                 return Ok(());
             }
             sqlx::query(
@@ -142,7 +119,7 @@ async fn transcode_failed(deps: &Deps, event: Event) -> Result<(), HandlerError>
                  WHERE id = $1",
             )
             .bind(p.video_id)
-            .bind(&p.error_kind)
+            .bind(p.error_kind.as_str())
             .bind(&p.error_message)
             .bind(p.failed_at)
             .execute(&mut *tx)
@@ -216,10 +193,8 @@ async fn announce(
     ctx: &Context,
     applied: Applied<bool>,
 ) -> Result<(), HandlerError> {
-    match applied {
-        Applied::Now(true) => {}
-        Applied::AlreadyDone if event.attempt > 1 => {}
-        _ => return Ok(()),
+    if !should_announce(&applied, event.attempt) {
+        return Ok(());
     }
     let video: Option<Published> = sqlx::query_as(
         "SELECT id, author_id, post_id, caption, hashtags, mentions, master_playlist_url, \
@@ -234,22 +209,110 @@ async fn announce(
     let Some(v) = video else {
         return Ok(());
     };
-    ctx.emit(
-        "video.published",
-        json!({
-            "videoId": v.id,
-            "authorId": v.author_id,
-            "postId": v.post_id,
-            "caption": v.caption,
-            "hashtags": v.hashtags,
-            "mentions": v.mentions,
-            "masterPlaylistUrl": v.master_playlist_url.unwrap_or_default(),
-            "thumbnailUrl": v.thumbnail_url.unwrap_or_default(),
-            "durationMs": v.duration_ms.unwrap_or(0),
-            "publishedAt": v.published_at.unwrap_or_else(Utc::now)
-                .to_rfc3339_opts(SecondsFormat::Millis, true),
-        }),
-    );
-    tracing::info!(video_id = %v.id, "video published");
+    let id = v.id;
+    ctx.emit(v.published());
+    tracing::info!(video_id = %id, "video published");
     Ok(())
+}
+
+/// Whether this delivery emits `video.published`: its transaction published the video now, or
+/// it is a retry of the event that did (the earlier attempt may have failed to emit).
+fn should_announce(applied: &Applied<bool>, attempt: u32) -> bool {
+    match applied {
+        Applied::Now(published) => *published,
+        Applied::AlreadyDone => attempt > 1,
+    }
+}
+
+impl Published {
+    /// The `video.published` of the row.
+    fn published(self) -> VideoPublished {
+        VideoPublished {
+            video_id: self.id,
+            author_id: self.author_id,
+            post_id: self.post_id,
+            caption: self.caption,
+            hashtags: self.hashtags,
+            mentions: self.mentions,
+            master_playlist_url: self.master_playlist_url.unwrap_or_default(),
+            thumbnail_url: self.thumbnail_url.unwrap_or_default(),
+            duration_ms: self.duration_ms.unwrap_or(0),
+            published_at: self.published_at.unwrap_or_else(Utc::now),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use circulatory::events::Rendition;
+
+    fn row() -> Published {
+        Published {
+            id: uuid::Uuid::from_u128(1),
+            author_id: uuid::Uuid::from_u128(2),
+            post_id: uuid::Uuid::from_u128(1),
+            caption: Some("Sunset".into()),
+            hashtags: vec!["travel".into()],
+            mentions: vec![uuid::Uuid::from_u128(3)],
+            master_playlist_url: Some("file:///o/master.m3u8".into()),
+            thumbnail_url: Some("file:///o/thumbnail.jpg".into()),
+            duration_ms: Some(3000),
+            published_at: DateTime::from_timestamp_millis(1_796_358_334_123),
+        }
+    }
+
+    #[test]
+    fn only_the_publishing_event_or_its_retry_announces() {
+        assert!(should_announce(&Applied::Now(true), 1));
+        assert!(!should_announce(&Applied::Now(false), 1));
+        assert!(!should_announce(&Applied::Now(false), 3));
+        assert!(
+            !should_announce(&Applied::AlreadyDone, 1),
+            "a plain duplicate announces nothing"
+        );
+        assert!(should_announce(&Applied::AlreadyDone, 2));
+    }
+
+    #[test]
+    fn the_published_video_carries_the_row() {
+        let v = row().published();
+        assert_eq!(v.video_id, uuid::Uuid::from_u128(1));
+        assert_eq!(v.author_id, uuid::Uuid::from_u128(2));
+        assert_eq!(v.post_id, v.video_id);
+        assert_eq!(v.caption.as_deref(), Some("Sunset"));
+        assert_eq!(v.hashtags, ["travel"]);
+        assert_eq!(v.mentions, [uuid::Uuid::from_u128(3)]);
+        assert_eq!(v.master_playlist_url, "file:///o/master.m3u8");
+        assert_eq!(v.thumbnail_url, "file:///o/thumbnail.jpg");
+        assert_eq!(v.duration_ms, 3000);
+        assert_eq!(v.published_at.timestamp_millis(), 1_796_358_334_123);
+        let json = serde_json::to_value(&v).expect("JSON");
+        assert_eq!(json["publishedAt"], "2026-12-04T04:25:34.123Z");
+        assert_eq!(json["mentions"][0], "00000000-0000-0000-0000-000000000003");
+    }
+
+    #[test]
+    fn renditions_are_stored_as_the_event_s_json() {
+        let p = VideoTranscodeCompleted {
+            video_id: uuid::Uuid::from_u128(1),
+            author_id: uuid::Uuid::from_u128(2),
+            renditions: vec![Rendition {
+                name: "480p".into(),
+                width: 854,
+                height: 480,
+                bitrate_kbps: 1400,
+                playlist_url: "file:///o/480p/index.m3u8".into(),
+            }],
+            master_playlist_url: "file:///o/master.m3u8".into(),
+            duration_ms: 3000,
+            completed_at: Utc::now(),
+        };
+        assert_eq!(
+            renditions_json(&p),
+            serde_json::json!([{"name": "480p", "width": 854, "height": 480,
+                "bitrateKbps": 1400, "playlistUrl": "file:///o/480p/index.m3u8"}])
+        );
+    }
 }

@@ -5,8 +5,8 @@ use crate::sync::MutexExt;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use circulatory_events::EventPayload;
 use futures::future::BoxFuture;
-use serde::de::DeserializeOwned;
 
 use crate::cloudevents::EventMetadata;
 use crate::consumer::retry::Origin;
@@ -38,9 +38,17 @@ impl Event {
         &self.metadata.id
     }
 
-    /// The payload as a typed struct; a mismatch is permanent (the schema said otherwise).
-    pub fn payload<T: DeserializeOwned>(&self) -> Result<T, HandlerError> {
-        serde_json::from_value(self.data.clone())
+    /// The payload as its generated type ([`crate::events`]). Asking for another event type's
+    /// payload, or data the type cannot read (the schema said otherwise), is permanent.
+    pub fn payload<T: EventPayload>(&self) -> Result<T, HandlerError> {
+        if self.event_type() != T::EVENT_TYPE {
+            return Err(HandlerError::permanent(format!(
+                "a {} event read as {}",
+                self.event_type(),
+                T::EVENT_TYPE
+            )));
+        }
+        T::deserialize(&self.data)
             .map_err(|e| HandlerError::permanent(format!("payload of {}: {e}", self.event_type())))
     }
 }
@@ -137,14 +145,32 @@ impl Context {
         self.cause.correlation_id.as_deref()
     }
 
-    /// Emits a downstream event. Its id is derived from the causing event's id and the emission's
-    /// position, so a redelivered event emits the same ids and consumers deduplicate them.
-    pub fn emit(&self, event_type: &str, data: serde_json::Value) -> String {
-        self.emit_at(event_type, data, None, Utc::now())
+    /// Emits a downstream event of `data`'s type. Its id is derived from the causing event's id
+    /// and the emission's position, so a redelivered event emits the same ids and consumers
+    /// deduplicate them.
+    pub fn emit<T: EventPayload>(&self, data: T) -> String {
+        self.emit_at(data, None, Utc::now())
     }
 
     /// Like [`Context::emit`] with a CloudEvents subject and time.
-    pub fn emit_at(
+    pub fn emit_at<T: EventPayload>(
+        &self,
+        data: T,
+        subject: Option<String>,
+        time: DateTime<Utc>,
+    ) -> String {
+        let json = serde_json::to_value(&data).expect("a generated payload is JSON");
+        self.emit_json_at(T::EVENT_TYPE, json, subject, time)
+    }
+
+    /// Emits `data` as JSON, for a relay whose event type is itself data; a handler that knows
+    /// its types uses [`Context::emit`]. The catalog validates it when it is sent.
+    pub fn emit_json(&self, event_type: &str, data: serde_json::Value) -> String {
+        self.emit_json_at(event_type, data, None, Utc::now())
+    }
+
+    /// Like [`Context::emit_json`] with a CloudEvents subject and time.
+    pub fn emit_json_at(
         &self,
         event_type: &str,
         data: serde_json::Value,
@@ -228,16 +254,72 @@ mod tests {
         }
     }
 
+    fn fanout() -> crate::events::FeedFanout {
+        crate::events::FeedFanout {
+            post_id: uuid::Uuid::from_u128(1),
+            author_id: uuid::Uuid::from_u128(2),
+            follower_ids: vec![uuid::Uuid::from_u128(3)],
+            chunk_index: 0,
+            chunk_count: 1,
+            created_at: DateTime::from_timestamp_millis(1_796_358_334_123).expect("in range"),
+        }
+    }
+
     #[test]
     fn emitted_ids_are_deterministic_per_cause_and_position() {
         let a = Context::new("g".into(), "/g".into(), cause("e1"));
-        let first = a.emit("feed.fanout", serde_json::json!({}));
-        let second = a.emit("feed.fanout", serde_json::json!({}));
+        let first = a.emit(fanout());
+        let second = a.emit(fanout());
         assert_ne!(first, second);
         let again = Context::new("g".into(), "/g".into(), cause("e1"));
-        assert_eq!(again.emit("feed.fanout", serde_json::json!({})), first);
+        assert_eq!(again.emit(fanout()), first);
         let (emitted, _) = a.take_effects();
         assert_eq!(emitted.len(), 2);
+        assert_eq!(emitted[0].event_type, "feed.fanout");
+        assert_eq!(
+            emitted[0].data["postId"],
+            "00000000-0000-0000-0000-000000000001"
+        );
         assert_eq!(emitted[0].correlation_id.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn a_payload_is_read_only_as_its_own_type() {
+        let data = serde_json::to_value(fanout()).expect("JSON");
+        let event = |event_type: &str| Event {
+            metadata: EventMetadata {
+                event_type: event_type.into(),
+                ..cause("e1")
+            },
+            data: data.clone(),
+            key: None,
+            topic: "feed.normal".into(),
+            partition: 0,
+            offset: 0,
+            origin: Origin {
+                topic: "feed.normal".into(),
+                partition: 0,
+                offset: 0,
+                timestamp: None,
+            },
+            attempt: 1,
+        };
+        let read: crate::events::FeedFanout = event("feed.fanout").payload().expect("its type");
+        assert_eq!(read, fanout());
+        let wrong = event("feed.refresh").payload::<crate::events::FeedFanout>();
+        assert_eq!(
+            wrong,
+            Err(HandlerError::permanent(
+                "a feed.refresh event read as feed.fanout"
+            ))
+        );
+        let mut broken = event("feed.fanout");
+        broken.data["chunkIndex"] = "zero".into();
+        let err = broken.payload::<crate::events::FeedFanout>().unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+        assert!(
+            err.to_string().starts_with("payload of feed.fanout: "),
+            "{err}"
+        );
     }
 }

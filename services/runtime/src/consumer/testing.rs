@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use circulatory_events::EventPayload;
 use serde_json::Value;
 
 use crate::cloudevents::EventMetadata;
@@ -44,6 +45,12 @@ pub fn event(event_type: &str, data: Value) -> Event {
     }
 }
 
+/// `data` as a first delivery of its event type, like [`event`].
+pub fn event_of<T: EventPayload>(data: T) -> Event {
+    let json = serde_json::to_value(&data).expect("a generated payload is JSON");
+    event(T::EVENT_TYPE, json)
+}
+
 /// What one handler call did. The runtime sends `emitted` and `broadcasts` only when `result`
 /// is `Ok`; here they are returned either way, for the test to check.
 #[derive(Debug)]
@@ -61,6 +68,18 @@ impl Handled {
             .iter()
             .filter(|e| e.event_type == event_type)
             .map(|e| &e.data)
+            .collect()
+    }
+
+    /// Every emitted event of `T`'s type, read as `T`, in emission order. Panics on data that
+    /// `T` cannot read: the runtime would refuse to send it.
+    pub fn emitted<T: EventPayload>(&self) -> Vec<T> {
+        self.emitted_data(T::EVENT_TYPE)
+            .into_iter()
+            .map(|data| {
+                T::deserialize(data)
+                    .unwrap_or_else(|e| panic!("emitted {} unreadable: {e}", T::EVENT_TYPE))
+            })
             .collect()
     }
 }
@@ -86,25 +105,48 @@ pub async fn handle(group: &str, handler: &impl Handler, event: Event) -> Handle
 mod tests {
     use super::*;
 
+    use crate::events::{LikeAdded, PostCreated, PostMediaType, PostVisibility};
+
+    fn post(hashtags: usize) -> PostCreated {
+        PostCreated {
+            post_id: uuid::Uuid::from_u128(1),
+            author_id: uuid::Uuid::from_u128(2),
+            text: String::new(),
+            hashtags: (0..hashtags).map(|i| format!("tag{i}")).collect(),
+            mentions: vec![],
+            media_type: PostMediaType::Text,
+            video_id: None,
+            visibility: PostVisibility::Public,
+            created_at: Utc::now(),
+        }
+    }
+
     #[tokio::test]
     async fn effects_come_back_with_the_runtime_s_ids_and_the_outcome() {
         let handler = |event: Event, ctx: Context| async move {
-            let n = event.data["n"].as_i64().unwrap_or_default();
-            for i in 0..n {
-                ctx.emit("like.added", serde_json::json!({ "i": i }));
+            let post: PostCreated = event.payload()?;
+            for i in 0..post.hashtags.len() {
+                ctx.emit(LikeAdded {
+                    post_id: post.post_id,
+                    user_id: uuid::Uuid::from_u128(10 + i as u128),
+                    post_author_id: post.author_id,
+                    liked_at: post.created_at,
+                });
             }
             ctx.broadcast("post:likes:p1", "like.added", serde_json::json!({}));
-            if n > 2 {
+            if post.hashtags.len() > 2 {
                 Err(HandlerError::permanent("too many"))
             } else {
                 Ok(())
             }
         };
-        let event = event("post.created", serde_json::json!({ "n": 2 }));
+        let event = event_of(post(2));
         let id = event.id().to_string();
         let handled = handle("feed-fanout", &handler, event.clone()).await;
         assert_eq!(handled.result, Ok(()));
-        assert_eq!(handled.emitted_data("like.added").len(), 2);
+        let likes: Vec<LikeAdded> = handled.emitted();
+        assert_eq!(likes.len(), 2);
+        assert_eq!(likes[1].user_id, uuid::Uuid::from_u128(11));
         assert_eq!(handled.broadcasts.len(), 1);
         let again = handle("feed-fanout", &handler, event).await;
         assert_eq!(
@@ -116,12 +158,7 @@ mod tests {
             Some("/circulatory/feed-fanout")
         );
         assert_ne!(handled.emitted[0].id.as_deref(), Some(id.as_str()));
-        let failed = handle(
-            "feed-fanout",
-            &handler,
-            super::event("post.created", serde_json::json!({ "n": 3 })),
-        )
-        .await;
+        let failed = handle("feed-fanout", &handler, event_of(post(3))).await;
         assert!(matches!(failed.result, Err(HandlerError::Permanent(_))));
     }
 }

@@ -110,7 +110,7 @@ async fn main() {
                         .await
                         .map_err(|e| HandlerError::dependency("postgres", e))?;
                     if let Some((event_type, data)) = emit {
-                        ctx.emit(&event_type, data.as_ref().clone());
+                        ctx.emit_json(&event_type, data.as_ref().clone());
                         return Ok(());
                     }
                     exactly_once(&pool, &group, &event, move |tx| {
