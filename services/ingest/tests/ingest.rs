@@ -104,7 +104,7 @@ async fn events_of_several_domains_land_on_their_topics_keyed_and_headed() {
         );
         let decoded = api
             .env
-            .registry
+            .oracle
             .decode(record.payload().unwrap())
             .await
             .unwrap();
@@ -496,7 +496,7 @@ fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
 async fn decoded_data(api: &Api, record: &rdkafka::message::OwnedMessage) -> Value {
     let decoded = api
         .env
-        .registry
+        .oracle
         .decode(record.payload().unwrap())
         .await
         .unwrap();

@@ -27,9 +27,9 @@ pub struct EventType {
     /// Avro full name, e.g. `circulatory.payments.PaymentInitiated`.
     pub full_name: String,
     pub schema: Arc<Schema>,
-    /// The schema compiled for direct JSON ⇄ Avro binary conversion; `None` for the rare
-    /// constructs only the general path handles.
-    pub codec: Option<Arc<CompiledSchema>>,
+    /// The schema compiled for direct JSON ⇄ Avro binary conversion: the only codec values of
+    /// this type are encoded and decoded with. A schema it cannot compile fails the catalog.
+    pub codec: Arc<CompiledSchema>,
     /// The schema as JSON (the `.avsc` file), for the catalog endpoint and the registry.
     pub schema_json: Arc<serde_json::Value>,
     /// The same, minified once: the text registered and handed to the encoder per event.
@@ -469,12 +469,22 @@ fn join_schemas(
                 }
             }
         }
+        let codec = match CompiledSchema::new(&file.schema) {
+            Ok(codec) => Arc::new(codec),
+            Err(unsupported) => {
+                problems.add(
+                    at.clone(),
+                    format!("{}: {unsupported}", file.path.display()),
+                );
+                continue;
+            }
+        };
         events.insert(
             route.event_type.clone(),
             Arc::new(EventType {
                 topic: route.base_topic(),
                 full_name,
-                codec: CompiledSchema::new(&file.schema).ok().map(Arc::new),
+                codec,
                 schema: Arc::new(file.schema.clone()),
                 schema_text: Arc::from(file.json.to_string()),
                 schema_json: Arc::new(file.json),

@@ -14,7 +14,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::catalog::{Catalog, EventType};
 use crate::cloudevents::EventMetadata;
-use crate::codec::{self, FieldError};
+use crate::codec::FieldError;
 use crate::registry::{RegistryError, SchemaRegistry};
 use crate::trace::{self, TraceIndex};
 
@@ -48,11 +48,10 @@ pub struct ValidatedEvent {
 impl ValidatedEvent {
     /// The data as plain JSON, read back from the datum (what consumers will see).
     pub fn data(&self) -> Result<serde_json::Value, String> {
-        match &self.event.codec {
-            Some(codec) => codec.decode_json(&self.datum).map_err(|e| e.to_string()),
-            None => codec::read_datum(&self.event.schema, &self.datum)
-                .map(|value| codec::avro_to_json(&value)),
-        }
+        self.event
+            .codec
+            .decode_json(&self.datum)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -311,27 +310,11 @@ impl EventPublisher {
             errors,
         };
         let key_field = event.route.partition_key.as_deref();
-        let (datum, key) = match &event.codec {
-            Some(compiled) => {
-                let mut datum = Vec::with_capacity(128);
-                let key = compiled
-                    .encode_json_keyed(&draft.data, &mut datum, key_field)
-                    .map_err(schema_error)?;
-                (datum, key)
-            }
-            None => {
-                let value =
-                    codec::json_to_avro(&event.schema, &draft.data).map_err(schema_error)?;
-                let key = key_field.and_then(|field| codec::record_field_string(&value, field));
-                let datum = codec::write_datum(&event.schema, value).map_err(|message| {
-                    schema_error(vec![FieldError {
-                        path: String::new(),
-                        message,
-                    }])
-                })?;
-                (datum, key)
-            }
-        };
+        let mut datum = Vec::with_capacity(128);
+        let key = event
+            .codec
+            .encode_json_keyed(&draft.data, &mut datum, key_field)
+            .map_err(schema_error)?;
         if let (Some(field), None) = (key_field, &key) {
             return Err(schema_error(vec![FieldError {
                 path: format!("/{field}"),

@@ -1,24 +1,28 @@
 //! The Confluent-compatible schema registry: registration and compatibility for operators, and
 //! the Confluent wire format (`0x00`, 4-byte big-endian schema id, Avro binary) for producers and
-//! consumers, through `schema_registry_converter`. Once the registry gave a writer's schema its
-//! id, later values of that type are encoded directly (no per-value converter work).
+//! consumers. The registry calls of the wire format go through `schema_registry_converter`'s
+//! client; the values themselves are encoded and decoded by the compiled codec only
+//! ([`crate::codec::CompiledSchema`]).
 //!
-//! Consumers decode straight to JSON ([`SchemaRegistry::decode_json`]): the writer's schema is
-//! fetched by id once and compiled ([`crate::codec::CompiledSchema`]).
+//! - Producing: the first value of a (topic, type) registers the writer's schema under
+//!   `<topic>-<full name>` (or finds its id); later values are framed with that id directly.
+//! - Consuming ([`SchemaRegistry::decode_json`]): the writer's schema is fetched by id once,
+//!   parsed by `apache-avro` and compiled; a schema the codec cannot compile makes its values
+//!   undecodable, with the reason.
 //!
-//! Caching: the id of a (subject, schema) pair and the schema behind an id never change, so the
-//! converter (and the writers' schemas by id) may keep them. Failures must not stick: after any error its error cache is cleared,
-//! and the whole cache is rebuilt every `refresh_interval` so a registry that lost its state
-//! (an in-memory registry restarted) is picked up without restarting the service.
+//! One cache holds both (ids by topic and type, writers by id). An id and the schema behind it
+//! never change, so they may be kept; failures are never cached; and the whole cache is dropped
+//! every `refresh_interval` so a registry that lost its state (an in-memory registry restarted)
+//! is picked up without restarting the service.
 
 use crate::sync::RwLockExt;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use apache_avro::types::Value;
-use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
-use schema_registry_converter::async_impl::schema_registry::SrSettings;
+use schema_registry_converter::async_impl::schema_registry::{
+    get_schema_by_id, get_schema_by_subject, SrSettings,
+};
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{
     SchemaType, SubjectNameStrategy, SuppliedSchema,
@@ -74,15 +78,6 @@ impl RegistryConfig {
     }
 }
 
-/// A decoded wire-format value.
-#[derive(Debug, Clone)]
-pub struct Decoded {
-    pub schema_id: u32,
-    /// Avro full name of the writer's record.
-    pub full_name: Option<String>,
-    pub value: Value,
-}
-
 /// Result of a compatibility check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compatibility {
@@ -91,39 +86,30 @@ pub struct Compatibility {
     pub messages: Vec<String>,
 }
 
-#[derive(Clone)]
-struct Codecs {
-    built: Instant,
-    encoder: Arc<AvroEncoder>,
-    decoder: Arc<AvroDecoder>,
+/// What the registry told this process: schema ids for producing, writers' schemas for
+/// consuming. Rebuilt empty every refresh interval.
+#[derive(Default)]
+struct Cache {
     /// Schema ids the registry gave each (topic, event type) writer's schema: once known, values
-    /// are encoded directly (magic byte, id, Avro binary) without the converter's per-value work.
-    ids: Arc<RwLock<SchemaIds>>,
+    /// are framed directly (magic byte, id, Avro binary).
+    ids: RwLock<SchemaIds>,
     /// Writers' schemas by id, compiled for decoding straight to JSON.
-    writers: Arc<Writers>,
+    writers: RwLock<HashMap<u32, Arc<Writer>>>,
 }
 
-/// A writer's schema fetched by id.
+/// A writer's schema fetched by id, compiled.
 struct Writer {
     full_name: Option<String>,
-    schema: apache_avro::Schema,
-    compiled: Option<CompiledSchema>,
+    compiled: CompiledSchema,
 }
 
-/// A decoded wire-format value as plain JSON (see [`crate::codec::avro_to_json`]).
+/// A decoded wire-format value as plain JSON (the catalog's JSON form of Avro values).
 #[derive(Debug, Clone)]
 pub struct DecodedJson {
     pub schema_id: u32,
     /// Avro full name of the writer's record.
     pub full_name: Option<String>,
     pub data: serde_json::Value,
-}
-
-/// Writers' schemas by id.
-type Writers = RwLock<HashMap<u32, Arc<Writer>>>;
-
-fn cached_writer(writers: &Writers, id: u32) -> Option<Arc<Writer>> {
-    writers.reading().get(&id).cloned()
 }
 
 /// The schema id of a wire-format value.
@@ -142,7 +128,10 @@ type SchemaIds = HashMap<String, HashMap<String, u32>>;
 pub struct SchemaRegistry {
     config: RegistryConfig,
     http: reqwest::Client,
-    codecs: RwLock<Codecs>,
+    /// The converter's client settings, for the wire format's registry calls.
+    settings: SrSettings,
+    /// The cache and when it was started.
+    cache: RwLock<(Instant, Arc<Cache>)>,
     fetching: tokio::sync::Mutex<()>,
 }
 
@@ -173,11 +162,16 @@ impl SchemaRegistry {
             .no_proxy()
             .build()
             .map_err(|e| RegistryError::Refused(e.to_string()))?;
-        let codecs = Self::build_codecs(&config)?;
+        let settings = SrSettings::new_builder(config.url.clone())
+            .set_timeout(config.timeout)
+            .no_proxy()
+            .build()
+            .map_err(converter_error)?;
         Ok(SchemaRegistry {
             config,
             http,
-            codecs: RwLock::new(codecs),
+            settings,
+            cache: RwLock::new((Instant::now(), Arc::default())),
             fetching: tokio::sync::Mutex::new(()),
         })
     }
@@ -186,36 +180,19 @@ impl SchemaRegistry {
         &self.config.url
     }
 
-    fn build_codecs(config: &RegistryConfig) -> Result<Codecs, RegistryError> {
-        let settings = SrSettings::new_builder(config.url.clone())
-            .set_timeout(config.timeout)
-            .no_proxy()
-            .build()
-            .map_err(converter_error)?;
-        Ok(Codecs {
-            built: Instant::now(),
-            encoder: Arc::new(AvroEncoder::new(settings.clone())),
-            decoder: Arc::new(AvroDecoder::new(settings)),
-            ids: Arc::default(),
-            writers: Arc::default(),
-        })
-    }
-
-    /// The current codecs, rebuilt when older than the refresh interval.
-    fn codecs(&self) -> Codecs {
+    /// The current cache, started afresh when older than the refresh interval.
+    fn cache(&self) -> Arc<Cache> {
         {
-            let codecs = self.codecs.reading();
-            if codecs.built.elapsed() < self.config.refresh_interval {
-                return codecs.clone();
+            let (built, cache) = &*self.cache.reading();
+            if built.elapsed() < self.config.refresh_interval {
+                return cache.clone();
             }
         }
-        let mut codecs = self.codecs.writing();
-        if codecs.built.elapsed() >= self.config.refresh_interval {
-            if let Ok(fresh) = Self::build_codecs(&self.config) {
-                *codecs = fresh;
-            }
+        let mut current = self.cache.writing();
+        if current.0.elapsed() >= self.config.refresh_interval {
+            *current = (Instant::now(), Arc::default());
         }
-        codecs.clone()
+        current.1.clone()
     }
 
     /// Frames `datum` (the Avro binary of a value validated against the event's schema) in wire
@@ -226,79 +203,53 @@ impl SchemaRegistry {
         let topic = event.topic.clone().ok_or_else(|| {
             RegistryError::Refused(format!("`{}` is ephemeral and has no topic", event.name()))
         })?;
-        let Codecs { encoder, ids, .. } = self.codecs();
-        let known = ids
+        let cache = self.cache();
+        let known = cache
+            .ids
             .reading()
             .get(&topic)
             .and_then(|types| types.get(event.name()))
             .copied();
-        if let Some(id) = known {
-            let mut bytes = Vec::with_capacity(5 + datum.len());
-            bytes.push(0);
-            bytes.extend_from_slice(&id.to_be_bytes());
-            bytes.extend_from_slice(datum);
-            return Ok(bytes);
-        }
-        // First value of this type: the converter registers (or looks up) the schema.
-        let value = crate::codec::read_datum(&event.schema, datum)
-            .map_err(|e| RegistryError::Refused(format!("{}: {e}", event.name())))?;
-        let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(
-            topic.clone(),
-            SuppliedSchema::new(
-                Some(event.full_name.clone()),
-                SchemaType::Avro,
-                event.schema_text().to_string(),
-            ),
-        );
-        let bytes = encoder.encode_value(value, &strategy).await.map_err(|e| {
-            encoder.remove_errors_from_cache();
-            converter_error(e)
-        })?;
-        if let [0, a, b, c, d, ..] = bytes[..] {
-            ids.writing()
-                .entry(topic)
-                .or_default()
-                .insert(event.name().to_string(), u32::from_be_bytes([a, b, c, d]));
-        }
+        let id = match known {
+            Some(id) => id,
+            // First value of this type: register the schema (or find its id).
+            None => {
+                let strategy = SubjectNameStrategy::TopicRecordNameStrategyWithSchema(
+                    topic.clone(),
+                    SuppliedSchema::new(
+                        Some(event.full_name.clone()),
+                        SchemaType::Avro,
+                        event.schema_text().to_string(),
+                    ),
+                );
+                let registered = get_schema_by_subject(&self.settings, &strategy)
+                    .await
+                    .map_err(converter_error)?;
+                cache
+                    .ids
+                    .writing()
+                    .entry(topic)
+                    .or_default()
+                    .insert(event.name().to_string(), registered.id);
+                registered.id
+            }
+        };
+        let mut bytes = Vec::with_capacity(5 + datum.len());
+        bytes.push(0);
+        bytes.extend_from_slice(&id.to_be_bytes());
+        bytes.extend_from_slice(datum);
         Ok(bytes)
     }
 
-    /// Decodes a wire-format value with the writer's schema, fetched by id.
-    pub async fn decode(&self, bytes: &[u8]) -> Result<Decoded, RegistryError> {
-        let schema_id = wire_schema_id(bytes)?;
-        let decoder = self.codecs().decoder;
-        match decoder.decode(Some(bytes)).await {
-            Ok(result) => Ok(Decoded {
-                schema_id,
-                full_name: result.name.map(|n| n.fullname(None)),
-                value: result.value,
-            }),
-            Err(e) => {
-                decoder.remove_errors_from_cache();
-                Err(match converter_error(e) {
-                    RegistryError::Refused(text) => RegistryError::Undecodable(text),
-                    other => other,
-                })
-            }
-        }
-    }
-
     /// Decodes a wire-format value straight to plain JSON with the writer's schema (fetched by
-    /// id once, then compiled): what consumers use per event.
+    /// id once, then compiled).
     pub async fn decode_json(&self, bytes: &[u8]) -> Result<DecodedJson, RegistryError> {
         let schema_id = wire_schema_id(bytes)?;
         let writer = self.writer(schema_id).await?;
-        let datum = &bytes[5..];
-        let undecodable =
-            |e: String| RegistryError::Undecodable(format!("schema {schema_id}: {e}"));
-        let data = match &writer.compiled {
-            Some(compiled) => compiled
-                .decode_json(datum)
-                .map_err(|e| undecodable(e.to_string()))?,
-            None => crate::codec::avro_to_json(
-                &crate::codec::read_datum(&writer.schema, datum).map_err(undecodable)?,
-            ),
-        };
+        let data = writer
+            .compiled
+            .decode_json(&bytes[5..])
+            .map_err(|e| RegistryError::Undecodable(format!("schema {schema_id}: {e}")))?;
         Ok(DecodedJson {
             schema_id,
             full_name: writer.full_name.clone(),
@@ -307,50 +258,37 @@ impl SchemaRegistry {
     }
 
     async fn writer(&self, id: u32) -> Result<Arc<Writer>, RegistryError> {
-        let writers = self.codecs().writers;
-        if let Some(writer) = cached_writer(&writers, id) {
+        let cache = self.cache();
+        if let Some(writer) = cache.writers.reading().get(&id).cloned() {
             return Ok(writer);
         }
         // Boxed: the fetch (an HTTP call) is rare and would make every decode's future large.
-        Box::pin(self.fetch_writer(id, writers)).await
+        Box::pin(self.fetch_writer(id, cache)).await
     }
 
-    async fn fetch_writer(
-        &self,
-        id: u32,
-        writers: Arc<Writers>,
-    ) -> Result<Arc<Writer>, RegistryError> {
+    async fn fetch_writer(&self, id: u32, cache: Arc<Cache>) -> Result<Arc<Writer>, RegistryError> {
         // One fetch at a time: the first records of a new schema arrive together.
         let _fetching = self.fetching.lock().await;
-        if let Some(writer) = cached_writer(&writers, id) {
+        if let Some(writer) = cache.writers.reading().get(&id).cloned() {
             return Ok(writer);
         }
-        let (status, body) = self
-            .call(
-                self.http
-                    .get(format!("{}/schemas/ids/{id}", self.config.url)),
-            )
-            .await?;
-        if !status.is_success() {
-            return Err(match Self::refused(status, &body) {
-                RegistryError::Refused(text) => {
-                    RegistryError::Undecodable(format!("schema {id}: {text}"))
-                }
-                other => other,
-            });
-        }
-        let text = body
-            .get("schema")
-            .and_then(|s| s.as_str())
-            .ok_or_else(|| RegistryError::Undecodable(format!("schema {id}: no schema text")))?;
-        let schema = apache_avro::Schema::parse_str(text)
-            .map_err(|e| RegistryError::Undecodable(format!("schema {id}: {e}")))?;
+        let registered =
+            get_schema_by_id(id, &self.settings)
+                .await
+                .map_err(|e| match converter_error(e) {
+                    RegistryError::Refused(text) => {
+                        RegistryError::Undecodable(format!("schema {id}: {text}"))
+                    }
+                    other => other,
+                })?;
+        let undecodable = |e: String| RegistryError::Undecodable(format!("schema {id}: {e}"));
+        let schema = apache_avro::Schema::parse_str(&registered.schema)
+            .map_err(|e| undecodable(e.to_string()))?;
         let writer = Arc::new(Writer {
             full_name: schema.name().map(|n| n.fullname(None)),
-            compiled: CompiledSchema::new(&schema).ok(),
-            schema,
+            compiled: CompiledSchema::new(&schema).map_err(|e| undecodable(e.to_string()))?,
         });
-        writers.writing().insert(id, writer.clone());
+        cache.writers.writing().insert(id, writer.clone());
         Ok(writer)
     }
 

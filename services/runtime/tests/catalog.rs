@@ -136,6 +136,8 @@ fn a_broken_declaration_reports_every_mistake_at_once() {
         "groups.fulfilment.subscribe: unknown event type `order.refunded`",
         "groups.fulfilment.retry_delays: the retry ladder must be strictly increasing",
         "events.order.placed.key: `customerId` is not a field of circulatory.shop.OrderPlaced",
+        "order.cancelled.avsc: the Avro codec cannot compile this schema: an array whose items \
+         may take no bytes",
     ] {
         assert!(
             error.contains(expected),
@@ -157,7 +159,7 @@ fn every_generated_payload_round_trips_through_its_schema() {
     assert_eq!(declared, generated);
     for example in circulatory::events::examples() {
         let event = catalog.event(example.event_type).expect("declared");
-        let codec = event.codec.as_ref().expect("compiled");
+        let codec = &event.codec;
         let mut bytes = Vec::new();
         codec
             .encode_json(&example.data, &mut bytes)

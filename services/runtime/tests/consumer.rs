@@ -403,11 +403,7 @@ async fn exhausted_attempts_go_to_the_dead_letters_with_their_story() {
     );
     assert!(header(record, retry_header::FIRST_FAILURE_AT).is_some());
     assert!(header(record, retry_header::DEAD_LETTERED_AT).is_some());
-    let value = env
-        .registry
-        .decode(record.payload().unwrap())
-        .await
-        .unwrap();
+    let value = env.oracle.decode(record.payload().unwrap()).await.unwrap();
     assert_eq!(
         value.full_name.as_deref(),
         Some("circulatory.messaging.MessageRead")

@@ -59,11 +59,7 @@ async fn a_published_event_is_keyed_headed_and_decodable() {
     assert_eq!(header(record, "correlation_id").as_deref(), Some("corr-1"));
     assert!(header(record, "traceparent").is_some());
     assert!(header(record, "ce_time").is_some());
-    let decoded = env
-        .registry
-        .decode(record.payload().unwrap())
-        .await
-        .unwrap();
+    let decoded = env.oracle.decode(record.payload().unwrap()).await.unwrap();
     assert_eq!(avro_to_json(&decoded.value), data);
 }
 

@@ -29,7 +29,7 @@ async fn every_schema_round_trips_through_the_wire_format() {
             .unwrap()
             .unwrap_or_else(|| panic!("{subject} not registered"));
         assert_eq!(u32::from_be_bytes(bytes[1..5].try_into().unwrap()), id);
-        let decoded = env.registry.decode(&bytes).await.unwrap();
+        let decoded = env.oracle.decode(&bytes).await.unwrap();
         assert_eq!(decoded.full_name.as_deref(), Some(event.full_name.as_str()));
         assert_eq!(avro_to_json(&decoded.value), data, "{}", event.name());
         // Consumers' path: the writer's schema fetched by id and compiled, straight to JSON.
@@ -40,7 +40,7 @@ async fn every_schema_round_trips_through_the_wire_format() {
         // The second value of a type is framed without the converter, under the id learned.
         let again = env.registry.encode(event, &datum).await.unwrap();
         assert_eq!(again[..5], bytes[..5], "{}: same schema id", event.name());
-        let decoded = env.registry.decode(&again).await.unwrap();
+        let decoded = env.oracle.decode(&again).await.unwrap();
         assert_eq!(avro_to_json(&decoded.value), data, "{}", event.name());
         checked += 1;
     }
@@ -101,9 +101,41 @@ async fn bytes_that_are_not_wire_format_are_undecodable() {
         &[0u8, 0, 0][..],
         &[0u8, 0x7f, 0xff, 0xff, 0xf0, 2][..],
     ] {
-        match env.registry.decode(bytes).await {
+        match env.registry.decode_json(bytes).await {
             Err(RegistryError::Undecodable(_)) => {}
             other => panic!("{bytes:?}: expected Undecodable, got {other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn a_writer_schema_the_codec_cannot_compile_makes_its_values_undecodable_with_why() {
+    let env = TestEnv::new();
+    let subject = format!("{}.tests-circulatory.tests.Markers", env.namespace);
+    let schema = json!({
+        "type": "record", "name": "Markers", "namespace": "circulatory.tests",
+        "fields": [{"name": "markers", "type": {"type": "array", "items": "null"}}]
+    });
+    let id = env
+        .registry
+        .register(&subject, &schema.to_string())
+        .await
+        .unwrap();
+    let mut bytes = vec![0];
+    bytes.extend_from_slice(&id.to_be_bytes());
+    bytes.push(0); // an empty array
+    match env.registry.decode_json(&bytes).await {
+        Err(RegistryError::Undecodable(why)) => assert!(
+            why.contains(&format!("schema {id}"))
+                && why.contains("an array whose items may take no bytes"),
+            "{why}"
+        ),
+        other => panic!("expected Undecodable, got {other:?}"),
+    }
+    let oracle = env
+        .oracle
+        .decode(&bytes)
+        .await
+        .expect("apache-avro reads it");
+    assert_eq!(oracle.json(), json!({"markers": []}));
 }

@@ -19,6 +19,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 
+pub mod oracle;
+
+use oracle::Oracle;
+
 /// The repository root (where `topics.yaml` and `schemas/` live).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -47,6 +51,8 @@ pub struct TestEnv {
     pub catalog: Arc<Catalog>,
     pub kafka: KafkaConfig,
     pub registry: Arc<SchemaRegistry>,
+    /// Reads what the services wrote with an independent decoder ([`oracle`]).
+    pub oracle: Arc<Oracle>,
 }
 
 impl TestEnv {
@@ -64,6 +70,7 @@ impl TestEnv {
             namespace,
             catalog: Arc::new(catalog),
             registry: Arc::new(registry),
+            oracle: Arc::new(Oracle::new(&registry_url())),
         }
     }
 

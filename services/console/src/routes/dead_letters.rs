@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use circulatory::codec::avro_to_json;
 use rdkafka::message::{Headers, Message};
 use serde::{Deserialize, Serialize};
 
@@ -129,8 +128,8 @@ pub async fn details(
         .unwrap_or_default();
     let (mut data, mut undecodable) = (None, None);
     if let Some(payload) = letter.record.payload() {
-        match state.registry.decode(payload).await {
-            Ok(decoded) => data = Some(avro_to_json(&decoded.value)),
+        match state.registry.decode_json(payload).await {
+            Ok(decoded) => data = Some(decoded.data),
             Err(e) => undecodable = Some(e.to_string()),
         }
     }

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use circulatory::catalog::Catalog;
-use circulatory::codec::avro_to_json;
 use circulatory::consumer::dead_letters::{self, DeadLetter, Selection};
 use circulatory::kafka::{self, ProducerSettings};
 use rdkafka::message::Message;
@@ -178,8 +177,8 @@ pub(crate) async fn run(global: &Global, catalog: &Catalog, action: DlqAction) -
                 .key()
                 .map(|k| String::from_utf8_lossy(k).into_owned()));
             out["data"] = match letter.record.payload() {
-                Some(payload) => match registry(global)?.decode(payload).await {
-                    Ok(decoded) => avro_to_json(&decoded.value),
+                Some(payload) => match registry(global)?.decode_json(payload).await {
+                    Ok(decoded) => decoded.data,
                     Err(e) => json!({"undecodable": e.to_string()}),
                 },
                 None => serde_json::Value::Null,

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use circulatory::cloudevents::headers_as_text;
-use circulatory::codec::avro_to_json;
 use circulatory::kafka;
 use circulatory::registry::SchemaRegistry;
 use futures::StreamExt;
@@ -83,11 +82,11 @@ async fn render(message: &BorrowedMessage<'_>, registry: &SchemaRegistry) -> Val
     });
     match message.payload() {
         None => line["data"] = Value::Null,
-        Some(payload) => match registry.decode(payload).await {
+        Some(payload) => match registry.decode_json(payload).await {
             Ok(decoded) => {
                 line["schemaId"] = json!(decoded.schema_id);
                 line["record"] = json!(decoded.full_name);
-                line["data"] = avro_to_json(&decoded.value);
+                line["data"] = decoded.data;
             }
             Err(e) => line["error"] = json!(e.to_string()),
         },

@@ -120,7 +120,7 @@ async fn fanout_events(env: &TestEnv, count: usize) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for record in read_records(&env.kafka, &topic, count, WITHIN).await {
         let payload = rdkafka::Message::payload(&record).expect("value");
-        let decoded = env.registry.decode(payload).await.expect("decodable");
+        let decoded = env.oracle.decode(payload).await.expect("decodable");
         out.push((
             header(&record, "ce_id").expect("id"),
             avro_to_json(&decoded.value),

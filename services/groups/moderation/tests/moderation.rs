@@ -59,7 +59,7 @@ async fn emitted(env: &TestEnv, event_type: &str) -> Vec<(String, Value)> {
             continue;
         }
         let decoded = env
-            .registry
+            .oracle
             .decode(record.payload().expect("payload"))
             .await
             .expect("decoded");

@@ -24,7 +24,7 @@ const WITHIN: Duration = Duration::from_secs(30);
 
 async fn decoded(env: &TestEnv, record: &OwnedMessage) -> serde_json::Value {
     let decoded = env
-        .registry
+        .oracle
         .decode(record.payload().expect("a value"))
         .await
         .expect("decodable");

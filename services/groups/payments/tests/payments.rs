@@ -113,7 +113,7 @@ async fn payment_events(env: &TestEnv) -> Vec<(String, String, Value)> {
     let mut out = Vec::new();
     for record in read_records(&env.kafka, &topic, count, WITHIN).await {
         let payload = rdkafka::Message::payload(&record).expect("value");
-        let decoded = env.registry.decode(payload).await.expect("decodable");
+        let decoded = env.oracle.decode(payload).await.expect("decodable");
         out.push((
             header(&record, "ce_type").expect("type"),
             header(&record, "ce_id").expect("id"),

@@ -144,7 +144,7 @@ pub async fn media_events(env: &TestEnv, count: usize, within: Duration) -> Vec<
     let mut events = Vec::with_capacity(records.len());
     for record in records {
         let decoded = env
-            .registry
+            .oracle
             .decode(record.payload().expect("value"))
             .await
             .expect("decodable");

@@ -36,7 +36,7 @@ async fn handled(deps: &Deps, event_id: &str) {
 
 async fn decoded(env: &TestEnv, record: &OwnedMessage) -> serde_json::Value {
     let decoded = env
-        .registry
+        .oracle
         .decode(record.payload().expect("a value"))
         .await
         .expect("decodable");

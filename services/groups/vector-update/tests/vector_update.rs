@@ -198,7 +198,7 @@ async fn views_and_interests_move_the_vector_by_a_moving_average() {
             Some("user.vector.update")
         );
         let decoded = env
-            .registry
+            .oracle
             .decode(record.payload().expect("a value"))
             .await
             .expect("decodable");

@@ -37,9 +37,10 @@ use super::{
     clip, is_storable_text, json_kind, named_types, FieldError, MAX_FIELD_ERRORS, NUL_REFUSED,
 };
 
-/// The schema uses something the direct codec does not handle; use the `Value` path.
+/// The schema uses something the compiled codec does not handle: the catalog refuses such a
+/// schema, and a value written with one is undecodable (dead-lettered by a consumer).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the direct Avro codec does not handle this schema: {0}")]
+#[error("the Avro codec cannot compile this schema: {0}")]
 pub struct Unsupported(pub String);
 
 /// Why bytes could not be decoded.

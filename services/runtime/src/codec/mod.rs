@@ -1,13 +1,18 @@
 //! JSON ⇄ Avro, driven by the event's schema.
 //!
-//! Clients send plain JSON (`"amountMinor": 500`, `"createdAt": "2026-11-27T10:00:00Z"`);
-//! [`json_to_avro`] checks it against the Avro schema and reports *every* violation with a JSON
-//! Pointer path (`/renditions/0/width`) and what was expected versus found. Unknown fields are
-//! rejected, so a typo never silently drops data. [`avro_to_json`] is the inverse used by `tail`,
-//! the console and consumers that speak JSON.
+//! Clients send plain JSON (`"amountMinor": 500`, `"createdAt": "2026-11-27T10:00:00Z"`), which is
+//! checked against the Avro schema with *every* violation reported with a JSON Pointer path
+//! (`/renditions/0/width`) and what was expected versus found. Unknown fields are rejected, so a
+//! typo never silently drops data.
 //!
-//! Both go through an `apache_avro::types::Value`. [`direct`] does the same work straight between
-//! JSON and Avro binary with a schema prepared once ([`CompiledSchema`]): the per-event path.
+//! - [`direct`] ([`CompiledSchema`]): the one codec of the services. It works straight between
+//!   JSON and Avro binary with a schema compiled once; the catalog refuses a schema it cannot
+//!   compile, and a consumer cannot decode a writer's schema it cannot compile.
+//! - [`json_to_avro`], [`avro_to_json`], [`read_datum`], [`write_datum`]: the same contract
+//!   through `apache_avro::types::Value`, `apache-avro`'s own reader and writer. No service
+//!   encodes or decodes with them: they are the reference the differential tests
+//!   (`tests/codec_direct.rs`) and the codec benchmark compare the compiled codec with, and the
+//!   tests' oracle renders its values with [`avro_to_json`].
 
 use std::collections::HashMap;
 
