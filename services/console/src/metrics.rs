@@ -4,7 +4,8 @@
 //! dependencies and reasons: bounded by the topology, never by ids. Set from each refresh of
 //! the view; scraping reads them and costs the cluster nothing.
 
-use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, IntGaugeVec, Opts, Registry};
+use circulatory::metrics::{declare, render};
+use prometheus::{GaugeVec, HistogramVec, IntGaugeVec, Registry};
 
 use crate::cluster::ClusterView;
 use crate::verdict::Status;
@@ -30,22 +31,6 @@ pub struct Metrics {
     pub requests: HistogramVec,
 }
 
-fn int_gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("registered once");
-    g
-}
-
-fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("registered once");
-    g
-}
-
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
@@ -56,116 +41,93 @@ impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
         let cg = ["consumergroup", "topic", "partition"];
-        let refresh = HistogramVec::new(
-            HistogramOpts::new(
-                "circulatory_console_refresh_seconds",
-                "Time to read the cluster view once.",
-            ),
+        let d = declare(&r);
+        let refresh = d.histogram_vec(
+            "circulatory_console_refresh_seconds",
+            "Time to read the cluster view once.",
+            None,
             &["outcome"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(refresh.clone()))
-            .expect("registered once");
-        let requests = HistogramVec::new(
-            HistogramOpts::new(
-                "circulatory_console_request_duration_seconds",
-                "Console requests by route and status.",
-            )
-            .buckets(vec![
+        );
+        let requests = d.histogram_vec(
+            "circulatory_console_request_duration_seconds",
+            "Console requests by route and status.",
+            Some(&[
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
             &["route", "status"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(requests.clone()))
-            .expect("registered once");
+        );
         Metrics {
-            lag: int_gauge(
-                &r,
+            lag: d.gauge_vec(
                 "kafka_consumergroup_lag",
                 "Records not yet consumed, per partition.",
                 &cg,
             ),
-            lag_sum: int_gauge(
-                &r,
+            lag_sum: d.gauge_vec(
                 "kafka_consumergroup_lag_sum",
                 "Records not yet consumed, per topic.",
                 &["consumergroup", "topic"],
             ),
-            members: int_gauge(
-                &r,
+            members: d.gauge_vec(
                 "kafka_consumergroup_members",
                 "Members of the consumer group, from Kafka.",
                 &["consumergroup"],
             ),
-            lag_seconds: gauge(
-                &r,
+            lag_seconds: d.float_gauge_vec(
                 "kafka_consumergroup_group_lag_seconds",
                 "Age of the oldest record waiting, per main-topic partition.",
                 &["group", "topic", "partition"],
             ),
-            max_lag_seconds: gauge(
-                &r,
+            max_lag_seconds: d.float_gauge_vec(
                 "kafka_consumergroup_group_max_lag_seconds",
                 "Age of the oldest record waiting on the group's main topics.",
                 &["group"],
             ),
-            group_lag: int_gauge(
-                &r,
+            group_lag: d.gauge_vec(
                 "circulatory_group_lag_records",
                 "Records waiting, by what the topic is to the group (main, retry, replay).",
                 &["group", "role"],
             ),
-            instances: int_gauge(
-                &r,
+            instances: d.gauge_vec(
                 "circulatory_group_instances",
                 "Instances of the group reporting a heartbeat.",
                 &["group"],
             ),
-            dlq_open: int_gauge(
-                &r,
+            dlq_open: d.gauge_vec(
                 "circulatory_dlq_open",
                 "Dead letters nobody decided on yet.",
                 &["group"],
             ),
-            dlq_records: int_gauge(
-                &r,
+            dlq_records: d.gauge_vec(
                 "circulatory_dlq_records",
                 "Records in the group's dead-letter topic (grows with each dead letter).",
                 &["group"],
             ),
-            dlq_oldest: gauge(
-                &r,
+            dlq_oldest: d.float_gauge_vec(
                 "circulatory_dlq_oldest_age_seconds",
                 "Age of the oldest open dead letter.",
                 &["group"],
             ),
-            breaker_open: int_gauge(
-                &r,
+            breaker_open: d.gauge_vec(
                 "circulatory_group_breaker_open",
                 "1 while a dependency's breaker is open on any instance.",
                 &["group", "dependency"],
             ),
-            paused: int_gauge(
-                &r,
+            paused: d.gauge_vec(
                 "circulatory_group_paused_partitions",
                 "Partitions paused, by reason.",
                 &["group", "reason"],
             ),
-            operator_paused: int_gauge(
-                &r,
+            operator_paused: d.gauge_vec(
                 "circulatory_group_operator_paused",
                 "1 while an operator paused the group.",
                 &["group"],
             ),
-            stopped: int_gauge(
-                &r,
+            stopped: d.gauge_vec(
                 "circulatory_group_stopped",
                 "1 when the dead-letter flood guard stopped the group.",
                 &["group"],
             ),
-            status: int_gauge(
-                &r,
+            status: d.gauge_vec(
                 "circulatory_group_status",
                 "1 for the group's current health verdict.",
                 &["group", "status"],
@@ -294,8 +256,6 @@ impl Metrics {
 
     /// The text exposition.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        render(&self.registry)
     }
 }

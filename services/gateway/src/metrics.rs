@@ -2,10 +2,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
-};
+use circulatory::metrics::{declare, render};
+use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 pub struct Metrics {
     registry: Registry,
@@ -53,105 +51,80 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            let m = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry.register(Box::new(m.clone())).expect("unique");
-            m
-        };
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let m = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry.register(Box::new(m.clone())).expect("unique");
-            m
-        };
-        let counter = |name: &str, help: &str| {
-            let m = IntCounter::new(name, help).expect("valid metric");
-            registry.register(Box::new(m.clone())).expect("unique");
-            m
-        };
-        let gauge = |name: &str, help: &str| {
-            let m = IntGauge::new(name, help).expect("valid metric");
-            registry.register(Box::new(m.clone())).expect("unique");
-            m
-        };
-        let delivery_latency = Histogram::with_opts(
-            HistogramOpts::new(
-                "circ_gateway_delivery_latency_seconds",
-                "Publish (the message's time) to written on the client socket.",
-            )
-            .buckets(vec![
+        let declare = declare(&registry);
+        let delivery_latency = declare.histogram(
+            "circ_gateway_delivery_latency_seconds",
+            "Publish (the message's time) to written on the client socket.",
+            &[
                 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                 5.0,
-            ]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(delivery_latency.clone()))
-            .expect("unique");
+            ],
+        );
         Metrics {
-            connections: gauge_vec(
+            connections: declare.gauge_vec(
                 "circ_gateway_connections",
                 "Open client connections.",
                 &["transport"],
             ),
-            connections_total: counter_vec(
+            connections_total: declare.counter_vec(
                 "circ_gateway_connections_total",
                 "Client connections accepted.",
                 &["transport"],
             ),
-            connections_refused: counter_vec(
+            connections_refused: declare.counter_vec(
                 "circ_gateway_connections_refused_total",
                 "Client connections refused before the upgrade.",
                 &["reason"],
             ),
-            disconnects: counter_vec(
+            disconnects: declare.counter_vec(
                 "circ_gateway_disconnects_total",
                 "Connections closed by the gateway.",
                 &["reason"],
             ),
-            subscriptions: gauge_vec(
+            subscriptions: declare.gauge_vec(
                 "circ_gateway_subscriptions",
                 "Client subscriptions by channel scope.",
                 &["scope", "kind"],
             ),
-            subscriptions_refused: counter_vec(
+            subscriptions_refused: declare.counter_vec(
                 "circ_gateway_subscriptions_refused_total",
                 "Subscriptions refused.",
                 &["code"],
             ),
-            redis_subscriptions: gauge(
+            redis_subscriptions: declare.gauge(
                 "circ_gateway_redis_subscriptions",
                 "Channels and patterns this instance listens to on Redis.",
             ),
-            messages_received: counter(
+            messages_received: declare.counter(
                 "circ_gateway_messages_received_total",
                 "Messages received from Redis.",
             ),
-            messages_malformed: counter(
+            messages_malformed: declare.counter(
                 "circ_gateway_messages_malformed_total",
                 "Messages from Redis that were not forwarded (not a JSON object with a type).",
             ),
-            messages_delivered: counter_vec(
+            messages_delivered: declare.counter_vec(
                 "circ_gateway_messages_delivered_total",
                 "Messages written to clients.",
                 &["scope"],
             ),
-            messages_dropped: counter_vec(
+            messages_dropped: declare.counter_vec(
                 "circ_gateway_messages_dropped_total",
                 "Messages not delivered to a client.",
                 &["reason"],
             ),
             delivery_latency,
-            queue_high_water: gauge(
+            queue_high_water: declare.gauge(
                 "circ_gateway_client_queue_high_water",
                 "The deepest any client queue has been since start.",
             ),
             queue_high_water_value: AtomicUsize::new(0),
-            presence_events: counter_vec(
+            presence_events: declare.counter_vec(
                 "circ_gateway_presence_events_total",
                 "Presence messages published.",
                 &["type"],
             ),
-            redis_reconnects: counter(
+            redis_reconnects: declare.counter(
                 "circ_gateway_redis_connects_total",
                 "Redis pub/sub connections made.",
             ),
@@ -172,10 +145,6 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("text encoding");
-        String::from_utf8(out).unwrap_or_default()
+        render(&self.registry)
     }
 }

@@ -227,7 +227,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Service> {
         health,
         metrics: {
             let metrics = Metrics::new();
-            publisher_trace.register(metrics.registry())?;
+            publisher_trace.register(metrics.registry());
             metrics
         },
         objects,

@@ -7,10 +7,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
+use circulatory::metrics::{declare, render};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry};
 
 use crate::state::AppState;
 
@@ -37,113 +35,64 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new(
+        let declare = declare(&registry);
+        let by_request = ["route", "method", "status"];
+        Metrics {
+            http_requests: declare.counter_vec(
                 "circulatory_http_requests_total",
                 "HTTP requests by route and status.",
+                &by_request,
             ),
-            &["route", "method", "status"],
-        )
-        .expect("valid metric");
-        let http_duration = HistogramVec::new(
-            HistogramOpts::new(
+            http_duration: declare.histogram_vec(
                 "circulatory_http_request_duration_seconds",
                 "HTTP request duration by route and status.",
-            )
-            .buckets(BUCKETS.to_vec()),
-            &["route", "method", "status"],
-        )
-        .expect("valid metric");
-        let events_produced = IntCounterVec::new(
-            Opts::new(
+                Some(BUCKETS),
+                &by_request,
+            ),
+            events_produced: declare.counter_vec(
                 "circulatory_events_produced_total",
                 "Events acknowledged by Kafka, by type.",
+                &["type"],
             ),
-            &["type"],
-        )
-        .expect("valid metric");
-        let events_broadcast = IntCounterVec::new(
-            Opts::new(
+            events_broadcast: declare.counter_vec(
                 "circulatory_events_broadcast_total",
                 "Ephemeral events published on Redis, by type.",
+                &["type"],
             ),
-            &["type"],
-        )
-        .expect("valid metric");
-        let events_rejected = IntCounterVec::new(
-            Opts::new(
+            events_rejected: declare.counter_vec(
                 "circulatory_events_rejected_total",
                 "Requests refused, by reason.",
+                &["reason"],
             ),
-            &["reason"],
-        )
-        .expect("valid metric");
-        let produce_duration = HistogramVec::new(
-            HistogramOpts::new(
+            produce_duration: declare.histogram_vec(
                 "circulatory_produce_duration_seconds",
                 "Encode + produce + broker acknowledgement, per event.",
-            )
-            .buckets(BUCKETS.to_vec()),
-            &["type"],
-        )
-        .expect("valid metric");
-        let producer_queue_depth = IntGauge::new(
-            "circulatory_producer_queue_depth",
-            "Records in the producer waiting to be sent or acknowledged.",
-        )
-        .expect("valid metric");
-        let idempotent_replays = IntCounter::new(
-            "circulatory_idempotent_replays_total",
-            "Requests answered from the idempotency store.",
-        )
-        .expect("valid metric");
-        let unconfirmed_outcomes = IntCounterVec::new(
-            Opts::new(
+                Some(BUCKETS),
+                &["type"],
+            ),
+            producer_queue_depth: declare.gauge(
+                "circulatory_producer_queue_depth",
+                "Records in the producer waiting to be sent or acknowledged.",
+            ),
+            idempotent_replays: declare.counter(
+                "circulatory_idempotent_replays_total",
+                "Requests answered from the idempotency store.",
+            ),
+            unconfirmed_outcomes: declare.counter_vec(
                 "circulatory_unconfirmed_outcomes_total",
                 "Events answered kafka_unconfirmed, by what the producer reported later: \
                  delivered, failed (nothing written) or in_doubt (possibly written).",
+                &["outcome"],
             ),
-            &["outcome"],
-        )
-        .expect("valid metric");
-        let rate_limited = IntCounter::new(
-            "circulatory_rate_limited_total",
-            "Requests refused by the per-client rate limit.",
-        )
-        .expect("valid metric");
-        let uploads_bytes = IntCounter::new(
-            "circulatory_upload_bytes_total",
-            "Bytes of video stored by uploads.",
-        )
-        .expect("valid metric");
-        for collector in [
-            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(unconfirmed_outcomes.clone()),
-            Box::new(http_duration.clone()),
-            Box::new(events_produced.clone()),
-            Box::new(events_broadcast.clone()),
-            Box::new(events_rejected.clone()),
-            Box::new(produce_duration.clone()),
-            Box::new(producer_queue_depth.clone()),
-            Box::new(idempotent_replays.clone()),
-            Box::new(rate_limited.clone()),
-            Box::new(uploads_bytes.clone()),
-        ] {
-            registry.register(collector).expect("unique metric");
-        }
-        Metrics {
+            rate_limited: declare.counter(
+                "circulatory_rate_limited_total",
+                "Requests refused by the per-client rate limit.",
+            ),
+            uploads_bytes: declare.counter(
+                "circulatory_upload_bytes_total",
+                "Bytes of video stored by uploads.",
+            ),
             registry,
-            http_requests,
-            http_duration,
-            events_produced,
-            events_broadcast,
-            events_rejected,
-            produce_duration,
-            producer_queue_depth,
-            idempotent_replays,
-            unconfirmed_outcomes,
-            rate_limited,
-            uploads_bytes,
         }
     }
 
@@ -154,11 +103,7 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        let mut buffer = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
-            .expect("text encoding");
-        String::from_utf8(buffer).unwrap_or_default()
+        render(&self.registry)
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`realtime`]: broadcasts on Redis pub/sub.
 //! - [`trace`]: the trace index (where each event is, what each group did with it).
 //! - [`events`]: the typed payload of every event type, generated from `schemas/`.
+//! - [`metrics`]: Prometheus metrics, declared and rendered one way in every binary.
 //! - [`sync`]: the one policy for poisoned locks (recover).
 //! - [`process`]: every binary's edges: flags, exit codes, logs, the stop signal.
 
@@ -29,6 +30,7 @@ pub use circulatory_events as events;
 pub mod http_server;
 pub mod json;
 pub mod kafka;
+pub mod metrics;
 pub mod process;
 pub mod publisher;
 pub mod realtime;

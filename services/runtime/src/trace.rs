@@ -190,10 +190,13 @@ impl std::fmt::Debug for TraceIndex {
     }
 }
 
+/// The name of the counter of dropped entries.
+pub const DROPPED_METRIC: &str = "circulatory_trace_dropped_total";
+
 /// `circulatory_trace_dropped_total`, not registered.
 pub fn dropped_counter() -> prometheus::IntCounter {
     prometheus::IntCounter::new(
-        "circulatory_trace_dropped_total",
+        DROPPED_METRIC,
         "Trace index entries dropped because the writer's queue was full (Redis slow or away)",
     )
     .expect("valid metric")
@@ -260,8 +263,8 @@ impl TraceIndex {
     }
 
     /// Adds `circulatory_trace_dropped_total` to `registry`.
-    pub fn register(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(self.dropped.clone()))
+    pub fn register(&self, registry: &prometheus::Registry) {
+        crate::metrics::declare(registry).existing(DROPPED_METRIC, self.dropped.clone());
     }
 
     pub fn is_enabled(&self) -> bool {

@@ -9,8 +9,8 @@
 //! |---|---|---|
 //! | `analytics:content:<contentId>` | hash | `views`, `completions`, `watch_ms`, `likes`, `shares`, `engagements`, `engagement:<action>` (lowercase `EngagementAction`, e.g. `engagement:click`): counts since the first event; `author`: the content's author id. Video ids (views) and post ids (likes, shares) are both content ids. |
 //! | `analytics:creator:<authorId>` | hash | `posts`, `views`, `watch_ms`, `likes`, `shares`, `engagements`: totals over the author's content. |
-//! | `analytics:trending` | sorted set | member: content id; score: `log2(Σ weight · 2^((t_event − t0) / half_life))` with `t0` = [`TRENDING_EPOCH_MS`] and the half-life of `--trending-half-life-secs`. Higher ranks hotter. The decayed weight of an item at time `now` is `2^(score − (now − t0) / half_life)`. |
-//! | `seen:analytics-aggregation:<eventId>` | string | marker of an event already counted (expires after `--seen-ttl-secs`). |
+//! | `analytics:trending` | sorted set | member: content id; score: `log2(Σ weight · 2^((t_event − t0) / half_life))` with `t0` = [`TRENDING_EPOCH_MS`] and the half-life of `--trending-half-life`. Higher ranks hotter. The decayed weight of an item at time `now` is `2^(score − (now − t0) / half_life)`. |
+//! | `seen:analytics-aggregation:<eventId>` | string | marker of an event already counted (expires after `--seen-ttl`). |
 //!
 //! Trending weights: a view 1 (2 when completed), a like 3, a share 5, an engagement by action
 //! ([`engagement_weight`]). The score lives in log space so that it never overflows and no rescan
@@ -29,6 +29,7 @@
 //! whatever the delay.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, NaiveDate, TimeDelta, Utc};
 use circulatory::consumer::{exactly_once, ConsumerGroup, Event, HandlerError};
@@ -36,6 +37,7 @@ use circulatory::events::{
     ContentEngagement, EngagementAction, EventPayload, LikeAdded, PostCreated, ShareCreated,
     VideoViewed,
 };
+use circulatory::process::flags;
 use circulatory_groups::runner::Registered;
 use sqlx::PgConnection;
 
@@ -56,30 +58,30 @@ pub const SHARE_WEIGHT: f64 = 5.0;
 /// The group's own flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// Half-life of trending scores: an event this old weighs half a new one.
+    /// Half-life of trending scores (`6h`): an event this old weighs half a new one.
     #[arg(
         long,
-        env = "CIRC_TRENDING_HALF_LIFE_SECS",
-        default_value_t = 21_600,
-        value_parser = clap::value_parser!(u64).range(1..)
+        env = "CIRC_TRENDING_HALF_LIFE",
+        default_value = "6h",
+        value_parser = flags::whole_seconds
     )]
-    pub trending_half_life_secs: u64,
-    /// How long a counted event id is remembered in Redis: redeliveries within this
+    pub trending_half_life: Duration,
+    /// How long a counted event id is remembered in Redis (`24h`): redeliveries within this
     /// window are not counted twice.
     #[arg(
         long,
-        env = "CIRC_ANALYTICS_SEEN_TTL_SECS",
-        default_value_t = 86_400,
-        value_parser = clap::value_parser!(u64).range(1..)
+        env = "CIRC_ANALYTICS_SEEN_TTL",
+        default_value = "24h",
+        value_parser = flags::whole_seconds
     )]
-    pub seen_ttl_secs: u64,
+    pub seen_ttl: Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
-            trending_half_life_secs: 21_600,
-            seen_ttl_secs: 86_400,
+            trending_half_life: Duration::from_secs(21_600),
+            seen_ttl: Duration::from_secs(86_400),
         }
     }
 }
@@ -322,7 +324,8 @@ async fn count_in_redis(
         if a.trending_weight > 0.0 {
             if let Some(at) = a.at {
                 keys.push(deps.redis_key("analytics:trending"));
-                let term = trending_term(a.trending_weight, at, options.trending_half_life_secs);
+                let term =
+                    trending_term(a.trending_weight, at, options.trending_half_life.as_secs());
                 ops.push(("decay", keys.len(), content.clone(), format!("{term:.17e}")));
             }
         }
@@ -338,7 +341,7 @@ async fn count_in_redis(
     for key in &keys {
         invocation.key(key);
     }
-    invocation.arg(options.seen_ttl_secs);
+    invocation.arg(options.seen_ttl.as_secs());
     for (op, key, field, value) in &ops {
         invocation.arg(*op).arg(*key).arg(field).arg(value);
     }

@@ -180,7 +180,7 @@ async fn trending_ranks_by_time_decayed_weight() {
     let env = TestEnv::new();
     let deps = support::deps(&env).await;
     let options = Options {
-        trending_half_life_secs: 3600,
+        trending_half_life: std::time::Duration::from_secs(3600),
         ..Options::default()
     };
     let group = support::start(&env, &deps, GROUP, register, options).await;

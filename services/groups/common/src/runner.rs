@@ -23,7 +23,6 @@ use circulatory::process::{init_logs, parse_flags, shutdown_signal, Exit, Logs};
 use circulatory::registry::{RegistryConfig, SchemaRegistry};
 use circulatory::trace::TraceSettings;
 use clap::Parser;
-use prometheus::{Encoder, TextEncoder};
 use tokio_util::sync::CancellationToken;
 
 use crate::deps::Deps;
@@ -285,12 +284,8 @@ async fn serve_endpoints(
         .await;
 }
 
-async fn metrics(State(endpoints): State<Endpoints>) -> Result<String, StatusCode> {
-    let mut buffer = Vec::new();
-    TextEncoder::new()
-        .encode(&endpoints.metrics.gather(), &mut buffer)
-        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-    String::from_utf8(buffer).map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)
+async fn metrics(State(endpoints): State<Endpoints>) -> String {
+    circulatory::metrics::render(&endpoints.metrics)
 }
 
 async fn readyz(State(endpoints): State<Endpoints>) -> StatusCode {

@@ -31,6 +31,7 @@ use circulatory::events::{
     EventPayload, ThumbnailGenerationStarted, TranscodeErrorKind, VideoTranscodeCompleted,
     VideoTranscodeFailed, VideoTranscodeStarted, VideoUploaded,
 };
+use circulatory::process::flags;
 use circulatory_groups::runner::Registered;
 
 use circulatory_groups::deps::Deps;
@@ -54,9 +55,14 @@ pub struct TranscoderOptions {
     /// x264 preset: faster presets trade file size for encoding time.
     #[arg(long, env = "CIRC_TRANSCODE_PRESET", default_value = "veryfast")]
     pub preset: String,
-    /// Target HLS segment length in seconds.
-    #[arg(long, env = "CIRC_HLS_SEGMENT_SECS", default_value_t = 4)]
-    pub segment_secs: u32,
+    /// Target HLS segment length (`4s`), in whole seconds, at least one.
+    #[arg(
+        long = "hls-segment",
+        env = "CIRC_HLS_SEGMENT",
+        default_value = "4s",
+        value_parser = flags::whole_seconds
+    )]
+    pub segment: Duration,
 }
 
 impl TranscoderOptions {
@@ -64,7 +70,7 @@ impl TranscoderOptions {
         TranscoderOptions {
             media,
             preset: "veryfast".into(),
-            segment_secs: 4,
+            segment: Duration::from_secs(4),
         }
     }
 }
@@ -89,7 +95,7 @@ pub fn register(consumer: ConsumerGroup, deps: &Deps, options: TranscoderOptions
         media: Media::new(&options.media),
         encoding: Encoding {
             preset: options.preset,
-            segment_secs: options.segment_secs,
+            segment_secs: options.segment.as_secs() as u32,
         },
         encode_limit: timeout.mul_f64(0.9),
         max_attempts: group.map_or(1, |g| g.max_attempts),

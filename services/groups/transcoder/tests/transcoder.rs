@@ -20,7 +20,7 @@ const WITHIN: Duration = Duration::from_secs(60);
 fn options(store: &ScratchStore) -> TranscoderOptions {
     TranscoderOptions {
         preset: "ultrafast".into(),
-        segment_secs: 2,
+        segment: Duration::from_secs(2),
         ..TranscoderOptions::new(store.options())
     }
 }

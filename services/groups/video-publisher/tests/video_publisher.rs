@@ -276,7 +276,7 @@ async fn an_upload_goes_live_through_transcoder_thumbnailer_and_publisher() {
         circulatory_group_transcoder::register,
         TranscoderOptions {
             preset: "ultrafast".into(),
-            segment_secs: 2,
+            segment: Duration::from_secs(2),
             ..TranscoderOptions::new(store.options())
         },
     )

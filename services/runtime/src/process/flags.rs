@@ -82,6 +82,18 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     crate::duration::parse(text)
 }
 
+/// The value parser of a duration that must be a whole number of seconds, at least one: what
+/// is handed on in seconds (a Redis expiry, an encoder's segment length).
+pub fn whole_seconds(text: &str) -> Result<Duration, String> {
+    let duration = duration(text)?;
+    if duration < Duration::from_secs(1) || duration.subsec_nanos() != 0 {
+        return Err(format!(
+            "`{text}` is not a whole number of seconds (at least 1s)"
+        ));
+    }
+    Ok(duration)
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -117,5 +129,15 @@ mod tests {
         assert!(bare.to_string().contains("has no unit"), "{bare}");
         let wrong = Service::try_parse_from(["s", "--database-url", "mysql://x"]).unwrap();
         assert!(wrong.database.problem().is_some());
+    }
+
+    #[test]
+    fn whole_seconds_refuse_fractions_and_zero() {
+        assert_eq!(whole_seconds("4s"), Ok(Duration::from_secs(4)));
+        assert_eq!(whole_seconds("2000ms"), Ok(Duration::from_secs(2)));
+        assert_eq!(whole_seconds("6h"), Ok(Duration::from_secs(21_600)));
+        for refused in ["1500ms", "0s", "500ms", "4"] {
+            assert!(whole_seconds(refused).is_err(), "{refused}");
+        }
     }
 }

@@ -57,7 +57,7 @@ impl Pipeline {
                 circulatory_group_transcoder::register,
                 TranscoderOptions {
                     preset: "ultrafast".into(),
-                    segment_secs: 2,
+                    segment: Duration::from_secs(2),
                     ..TranscoderOptions::new(store.options())
                 },
             )

@@ -16,6 +16,7 @@ use std::time::Duration;
 use circulatory::catalog::{Catalog, CatalogPaths};
 use circulatory::consumer::{exactly_once, ConsumerGroup, GroupSettings, HandlerError};
 use circulatory::kafka::KafkaConfig;
+use circulatory::process::{init_logs, shutdown_signal, Logs};
 use circulatory::registry::{RegistryConfig, SchemaRegistry};
 use tokio_util::sync::CancellationToken;
 
@@ -25,12 +26,7 @@ fn var(name: &str) -> String {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CIRC_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    init_logs(Logs::Tool);
     let namespace = var("CIRC_NAMESPACE");
     let group = std::env::var("CIRC_TEST_GROUP").unwrap_or_else(|_| "payments".into());
     let table = var("CIRC_TEST_TABLE");
@@ -132,9 +128,7 @@ async fn main() {
     let stop = CancellationToken::new();
     let signal_stop = stop.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("signal handler");
-        term.recv().await;
+        shutdown_signal().await;
         signal_stop.cancel();
     });
     eprintln!("ready");

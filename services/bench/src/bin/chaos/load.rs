@@ -147,14 +147,8 @@ fn stop_on_signal(limit: Duration) -> CancellationToken {
     let stop = CancellationToken::new();
     let token = stop.clone();
     tokio::spawn(async move {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            return;
-        };
         tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = circulatory::process::shutdown_signal() => {}
             _ = tokio::time::sleep(limit) => {}
         }
         token.cancel();

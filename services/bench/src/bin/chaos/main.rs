@@ -136,13 +136,7 @@ pub(crate) fn now_ms() -> f64 {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CIRC_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    circulatory::process::init_logs(circulatory::process::Logs::Tool);
     let cli = Cli::parse();
     let env = match Env::new(&cli.common) {
         Ok(env) => env,

@@ -262,13 +262,7 @@ pub(crate) fn cpu_seconds() -> Option<f64> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BENCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    circulatory::process::init_logs(circulatory::process::Logs::Tool);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
