@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use circulatory::auth::AdminRole;
 use circulatory_group_audit_log::{register as audit_log, GROUP as AUDIT_LOG};
-use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{self as groups, eventually};
+use circulatory_group_common::runner::NoOptions;
+use circulatory_group_common::testing::{self as groups, eventually};
 use circulatory_testkit::{count_records, TestEnv};
 use serde_json::{json, Value};
 use support::{publish, token, Console, Controlled};

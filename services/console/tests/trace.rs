@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use circulatory::consumer::{Context, Event, HandlerError};
 use circulatory::trace::{TraceIndex, TraceSettings};
-use circulatory_groups::testing as groups;
+use circulatory_group_common::testing as groups;
 use circulatory_testkit::TestEnv;
 use serde_json::Value;
 use support::{sample, test_group, viewer, Console, Controlled};

@@ -64,10 +64,6 @@ fn every_group_folder_is_a_declared_group_with_its_binary() {
         }
         let manifest = read(&format!("services/groups/{name}/Cargo.toml"));
         assert!(
-            manifest.contains(&format!("name = \"circulatory-group-{name}\"")),
-            "services/groups/{name}: the crate is not named circulatory-group-{name}"
-        );
-        assert!(
             manifest.contains(&format!("[[bin]]\nname = \"{name}\"")),
             "services/groups/{name}: the binary is not named {name}"
         );
@@ -82,6 +78,48 @@ fn every_group_folder_is_a_declared_group_with_its_binary() {
         folders, declared,
         "group folders against the groups of topics.yaml"
     );
+}
+
+/// The `name` of a crate's `[package]` (its first line after the section header).
+fn package_name(manifest: &str) -> String {
+    let text = read(manifest);
+    let package = text
+        .split_once("[package]\n")
+        .expect("a [package] section")
+        .1;
+    let line = package.lines().next().unwrap_or_default();
+    line.strip_prefix("name = \"")
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{manifest}: [package] does not start with its name"))
+        .to_string()
+}
+
+#[test]
+fn every_crate_is_named_after_its_folder() {
+    let mut crates = 0;
+    for (folder, prefix) in [
+        ("services", "circulatory-"),
+        ("services/groups", "circulatory-group-"),
+    ] {
+        for entry in std::fs::read_dir(repo_root().join(folder)).expect(folder) {
+            let name = entry
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .to_string();
+            let manifest = format!("{folder}/{name}/Cargo.toml");
+            if !repo_root().join(&manifest).exists() {
+                continue;
+            }
+            assert_eq!(
+                package_name(&manifest),
+                format!("{prefix}{name}"),
+                "{manifest}"
+            );
+            crates += 1;
+        }
+    }
+    assert!(crates > 20, "only {crates} crates found");
 }
 
 #[test]

@@ -38,11 +38,11 @@ use circulatory::events::{
     VideoViewed,
 };
 use circulatory::process::flags;
-use circulatory_groups::runner::Registered;
+use circulatory_group_common::runner::Registered;
 use sqlx::PgConnection;
 
-use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::{db, redis_error};
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::effects::{db, redis_error};
 
 pub const GROUP: &str = "analytics-aggregation";
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use circulatory_group_analytics_aggregation::{register, trending_term, Options, GROUP};
-use circulatory_groups::deps::Deps;
-use circulatory_groups::testing::{
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::testing::{
     self as support, eventually, publish_with_id, uuid, DatabaseOutage,
 };
 use circulatory_testkit::TestEnv;

@@ -5,12 +5,12 @@
 use chrono::{DateTime, Utc};
 use circulatory::consumer::{exactly_once, ConsumerGroup, Event, HandlerError};
 use circulatory::events::{AdminAction, EventPayload, SystemHealth, UserMuted};
-use circulatory_groups::runner::Registered;
+use circulatory_group_common::runner::Registered;
 use sqlx::PgConnection;
 
-use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::db;
-use circulatory_groups::runner::NoOptions;
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::effects::db;
+use circulatory_group_common::runner::NoOptions;
 
 pub const GROUP: &str = "audit-log";
 

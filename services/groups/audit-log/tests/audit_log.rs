@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use circulatory_group_audit_log::{register, GROUP};
-use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{
+use circulatory_group_common::runner::NoOptions;
+use circulatory_group_common::testing::{
     self as support, eventually, publish_with_id, uuid, DatabaseOutage,
 };
 use circulatory_testkit::TestEnv;

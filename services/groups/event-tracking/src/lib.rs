@@ -13,12 +13,12 @@ use circulatory::events::{
     ContentEngagement, EventPayload, LikeAdded, LikeRemoved, SearchPerformed, ShareCreated,
     UserInterest, VideoViewed,
 };
-use circulatory_groups::runner::Registered;
+use circulatory_group_common::runner::Registered;
 use sqlx::types::Uuid;
 
-use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::db;
-use circulatory_groups::runner::NoOptions;
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::effects::db;
+use circulatory_group_common::runner::NoOptions;
 
 pub const GROUP: &str = "event-tracking";
 

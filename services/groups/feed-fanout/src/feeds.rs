@@ -12,8 +12,8 @@ use circulatory::realtime::{self, RealtimeMessage};
 use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
-use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::redis_error;
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::effects::redis_error;
 
 /// The feed of `user`: `circ:<namespace or default>:feed:<userId>`, a sorted set of post ids
 /// scored by feed time in epoch milliseconds; newest first is `ZREVRANGE key 0 n WITHSCORES`.

@@ -10,7 +10,7 @@ use circulatory::consumer::HandlerError;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use circulatory_groups::effects::db;
+use circulatory_group_common::effects::db;
 
 use crate::posts::stored_uuid;
 

@@ -33,11 +33,11 @@ use circulatory::events::{
     VideoPublished,
 };
 use circulatory::realtime::RealtimeMessage;
-use circulatory_groups::runner::Registered;
+use circulatory_group_common::runner::Registered;
 use serde_json::json;
 use uuid::Uuid;
 
-use circulatory_groups::deps::Deps;
+use circulatory_group_common::deps::Deps;
 
 pub use feeds::{feed_key, updates_channel};
 pub use follows::{follower_count, followers};

@@ -8,7 +8,7 @@ use circulatory::events::{PostMediaType, PostVisibility};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use circulatory_groups::effects::db;
+use circulatory_group_common::effects::db;
 
 /// A post as the feeds see it.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,11 +10,11 @@ use std::time::Duration;
 use circulatory::codec::avro_to_json;
 use circulatory::consumer::telemetry::GroupMetrics;
 use circulatory::consumer::ConsumerGroup;
-use circulatory_group_feed_fanout::{feed_key, register, updates_channel, FeedOptions, GROUP};
-use circulatory_groups::deps::Deps;
-use circulatory_groups::testing::{
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::testing::{
     self as support, eventually, publish_with_id, uuid, DatabaseOutage,
 };
+use circulatory_group_feed_fanout::{feed_key, register, updates_channel, FeedOptions, GROUP};
 use circulatory_testkit::{count_records, header, read_records, TestEnv};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -638,7 +638,7 @@ fn register_timed(
     consumer: ConsumerGroup,
     deps: &Deps,
     options: FeedOptions,
-) -> circulatory_groups::runner::Registered {
+) -> circulatory_group_common::runner::Registered {
     register(consumer.metrics(GroupMetrics::new(&METRICS)), deps, options)
 }
 

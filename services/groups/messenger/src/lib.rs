@@ -18,13 +18,13 @@ use circulatory::events::{
     EventPayload, MessageDelivered, MessageRead, MessageSent, NotificationChannel,
     NotificationCreated, NotificationKind,
 };
-use circulatory_groups::runner::Registered;
+use circulatory_group_common::runner::Registered;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::{db, redis_error};
-use circulatory_groups::runner::NoOptions;
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::effects::{db, redis_error};
+use circulatory_group_common::runner::NoOptions;
 
 pub const GROUP: &str = "messenger";
 

@@ -12,12 +12,12 @@ use circulatory::consumer::retry::header as retry_header;
 use circulatory::consumer::telemetry::GroupMetrics;
 
 use circulatory::realtime::RealtimeMessage;
-use circulatory_group_messenger::{offline_notification_id, received_channel, register, GROUP};
-use circulatory_groups::deps::Deps;
-use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::runner::NoOptions;
+use circulatory_group_common::testing::{
     self as support, eventually, publish_with_id, uuid, DatabaseOutage,
 };
+use circulatory_group_messenger::{offline_notification_id, received_channel, register, GROUP};
 use circulatory_testkit::{count_records, header, read_records, TestEnv};
 use futures::StreamExt;
 use rdkafka::message::{Message, OwnedMessage};

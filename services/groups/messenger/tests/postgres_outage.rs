@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use circulatory::consumer::retry::header as retry_header;
 use circulatory::consumer::GroupSettings;
+use circulatory_group_common::runner::NoOptions;
+use circulatory_group_common::testing::{self as support, eventually, publish_with_id, uuid};
 use circulatory_group_messenger::{register, GROUP};
-use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
 use circulatory_testkit::{count_records, header, read_records, TestEnv};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
@@ -59,7 +59,7 @@ fn sent(id: &str, body: &str) -> serde_json::Value {
            "body": body, "replyToMessageId": null, "sentAt": "2026-11-27T10:00:00Z"})
 }
 
-async fn stored(deps: &circulatory_groups::deps::Deps, message_id: &str) -> bool {
+async fn stored(deps: &circulatory_group_common::deps::Deps, message_id: &str) -> bool {
     sqlx::query_as::<_, (i64,)>("SELECT count(*) FROM messages WHERE id = $1")
         .bind(Uuid::parse_str(message_id).unwrap())
         .fetch_one(&deps.pool)

@@ -23,12 +23,12 @@ use circulatory::events::{
     FlaggedContentKind, ModerationDecision, ModerationPolicy, PostCreated, PostDeleted,
     PostDeletionReason, ReviewedContentKind, UserMuteReason, UserMuted,
 };
-use circulatory_groups::runner::{RegisterError, Registered};
+use circulatory_group_common::runner::{RegisterError, Registered};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::db;
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::effects::db;
 
 use crate::rules::{flags_by_category, CategoryFlag, Hit, Rules};
 

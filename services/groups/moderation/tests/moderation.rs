@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use circulatory::codec::avro_to_json;
-use circulatory_group_moderation::{register, Options, GROUP};
-use circulatory_groups::testing::{
+use circulatory_group_common::testing::{
     self as support, eventually, publish_with_id, uuid, DatabaseOutage,
 };
+use circulatory_group_moderation::{register, Options, GROUP};
 use circulatory_testkit::{count_records, header, read_records, repo_root, TestEnv};
 use rdkafka::message::Message;
 use serde_json::{json, Value};
@@ -22,7 +22,7 @@ fn default_rules() -> PathBuf {
 }
 
 /// Starts the group with the default rules, after creating the topics of what it emits.
-async fn start(env: &TestEnv, deps: &circulatory_groups::deps::Deps) -> support::Running {
+async fn start(env: &TestEnv, deps: &circulatory_group_common::deps::Deps) -> support::Running {
     create_emitted_topics(env).await;
     support::start(
         env,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use circulatory::consumer::HandlerError;
 use circulatory::events::{NotificationChannel, NotificationKind, NotificationSentChannel};
-use circulatory_groups::effects::db;
+use circulatory_group_common::effects::db;
 
 /// A delivery channel (`NotificationChannel` in the schemas).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -22,13 +22,13 @@ use circulatory::events::{
     CommentAdded, EventPayload, LikeAdded, NotificationCreated, NotificationKind, NotificationRead,
     NotificationSent, NotificationSentKind, PaymentCompleted, UserFollowed, VideoPublished,
 };
-use circulatory_groups::runner::Registered;
+use circulatory_group_common::runner::Registered;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::db;
-use circulatory_groups::runner::NoOptions;
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::effects::db;
+use circulatory_group_common::runner::NoOptions;
 
 use crate::delivery::{choose_channels, Adapters, Channel, Delivery, Preferences};
 

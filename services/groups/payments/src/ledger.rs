@@ -12,7 +12,7 @@ use circulatory::consumer::HandlerError;
 use circulatory::events::{PaymentFailureReason, PaymentInitiated, PaymentKind};
 use sqlx::PgConnection;
 
-use circulatory_groups::effects::db;
+use circulatory_group_common::effects::db;
 
 /// The account of the outside world for `currency`: debited by top-ups, credited by payouts.
 pub fn external_account(currency: &str) -> String {

@@ -8,11 +8,11 @@ use circulatory::consumer::{exactly_once, ConsumerGroup, Context, Event, Handler
 use circulatory::events::{
     EventPayload, PaymentCompleted, PaymentFailed, PaymentInitiated, WalletUpdated,
 };
-use circulatory_groups::runner::Registered;
+use circulatory_group_common::runner::Registered;
 
-use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::db;
-use circulatory_groups::runner::NoOptions;
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::effects::db;
+use circulatory_group_common::runner::NoOptions;
 
 pub use ledger::{external_account, Account, Failure, Transfer};
 

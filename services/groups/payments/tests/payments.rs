@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use circulatory::codec::avro_to_json;
-use circulatory_group_payments::{register, GROUP};
-use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{
+use circulatory_group_common::runner::NoOptions;
+use circulatory_group_common::testing::{
     self as support, eventually, publish_with_id, uuid, DatabaseOutage,
 };
+use circulatory_group_payments::{register, GROUP};
 use circulatory_testkit::{count_records, header, read_records, TestEnv};
 use serde_json::{json, Value};
 use sqlx::PgPool;

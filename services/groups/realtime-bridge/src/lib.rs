@@ -12,11 +12,11 @@
 
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
 use circulatory::realtime::channels_for;
-use circulatory_groups::runner::Registered;
+use circulatory_group_common::runner::Registered;
 
-use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::redis_error;
-use circulatory_groups::runner::NoOptions;
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::effects::redis_error;
+use circulatory_group_common::runner::NoOptions;
 
 pub const GROUP: &str = "realtime-bridge";
 

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use circulatory::publisher::{EventDraft, EventPublisher};
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::runner::NoOptions;
+use circulatory_group_common::testing::{self as support, publish_with_id, redis_url, uuid};
 use circulatory_group_realtime_bridge::{register, sent_marker, GROUP, SENT_MARKER_TTL_SECS};
-use circulatory_groups::deps::Deps;
-use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{self as support, publish_with_id, redis_url, uuid};
 use circulatory_testkit::{header, TestEnv};
 use futures::StreamExt;
 use serde_json::{json, Value};

@@ -9,12 +9,12 @@ use circulatory::consumer::{exactly_once, ConsumerGroup, Event, HandlerError};
 use circulatory::events::{
     CommentAdded, EventPayload, PostCreated, PostDeleted, PostVisibility, UserCreated,
 };
-use circulatory_groups::runner::Registered;
+use circulatory_group_common::runner::Registered;
 use sqlx::PgPool;
 
-use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::db;
-use circulatory_groups::runner::NoOptions;
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::effects::db;
+use circulatory_group_common::runner::NoOptions;
 
 pub const GROUP: &str = "search-indexer";
 

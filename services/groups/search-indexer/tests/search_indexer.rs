@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use circulatory_group_search_indexer::{register, search, GROUP};
-use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{
+use circulatory_group_common::runner::NoOptions;
+use circulatory_group_common::testing::{
     self as support, eventually, publish_with_id, uuid, DatabaseOutage,
 };
+use circulatory_group_search_indexer::{register, search, GROUP};
 use circulatory_testkit::TestEnv;
 use serde_json::{json, Value};
 

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use circulatory::consumer::{ConsumerGroup, Context, Event, HandlerError};
 use circulatory::events::{EventPayload, ThumbnailGenerationCompleted, ThumbnailGenerationStarted};
+use circulatory_group_common::runner::Registered;
 use circulatory_group_transcoder::media::{self, Media, MediaOptions, Probe, ProbeError};
-use circulatory_groups::runner::Registered;
 
-use circulatory_groups::deps::Deps;
+use circulatory_group_common::deps::Deps;
 
 pub const GROUP: &str = "thumbnailer";
 

@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use circulatory_group_common::testing::{self as support, publish_with_id, uuid};
 use circulatory_group_thumbnailer::{register, GROUP};
 use circulatory_group_transcoder::testing::{
     ffprobe, file_path, media_events, of_type, sample_clip, ScratchStore,
 };
-use circulatory_groups::testing::{self as support, publish_with_id, uuid};
 use circulatory_testkit::{header, TestEnv};
 use serde_json::json;
 

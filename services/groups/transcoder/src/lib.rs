@@ -32,10 +32,10 @@ use circulatory::events::{
     VideoTranscodeFailed, VideoTranscodeStarted, VideoUploaded,
 };
 use circulatory::process::flags;
-use circulatory_groups::runner::Registered;
+use circulatory_group_common::runner::Registered;
 
-use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::db;
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::effects::db;
 
 use crate::hls::{Encoding, Rendition};
 use crate::media::{Media, MediaOptions, Probe, ProbeError, ToolError};

@@ -5,14 +5,14 @@
 
 use std::time::{Duration, Instant};
 
+use circulatory_group_common::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
 use circulatory_group_transcoder::testing::{
     ffprobe, file_path, media_events, media_events_at_least, of_type, sample_clip, uploaded,
     ScratchStore,
 };
 use circulatory_group_transcoder::{register, TranscoderOptions, GROUP};
-use circulatory_groups::testing::{
-    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
-};
 use circulatory_testkit::TestEnv;
 
 const WITHIN: Duration = Duration::from_secs(60);

@@ -18,13 +18,13 @@ use circulatory::events::{
     EventPayload, NotificationChannel, NotificationCreated, NotificationKind, UserBlocked,
     UserCreated, UserFollowed, UserUnfollowed, UserVerified,
 };
-use circulatory_groups::runner::Registered;
+use circulatory_group_common::runner::Registered;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::db;
-use circulatory_groups::runner::NoOptions;
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::effects::db;
+use circulatory_group_common::runner::NoOptions;
 
 pub const GROUP: &str = "user-lifecycle";
 

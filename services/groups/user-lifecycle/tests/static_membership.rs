@@ -7,9 +7,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::testing::{self as support, eventually, publish_with_id, uuid};
 use circulatory_group_user_lifecycle::GROUP;
-use circulatory_groups::deps::Deps;
-use circulatory_groups::testing::{self as support, eventually, publish_with_id, uuid};
 use circulatory_testkit::{repo_root, TestEnv};
 use serde_json::json;
 

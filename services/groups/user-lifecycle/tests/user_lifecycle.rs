@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use circulatory_group_user_lifecycle::{register, welcome_notification_id, GROUP};
-use circulatory_groups::deps::Deps;
-use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::runner::NoOptions;
+use circulatory_group_common::testing::{
     self as support, eventually, publish_with_id, uuid, DatabaseOutage,
 };
+use circulatory_group_user_lifecycle::{register, welcome_notification_id, GROUP};
 use circulatory_testkit::{header, read_records, TestEnv};
 use rdkafka::message::{Message, OwnedMessage};
 use serde_json::json;

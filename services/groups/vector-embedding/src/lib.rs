@@ -13,11 +13,11 @@
 
 use circulatory::consumer::{exactly_once, ConsumerGroup, Event, HandlerError};
 use circulatory::events::{EventPayload, VideoEmbeddingGenerated, VideoPublished};
-use circulatory_groups::runner::Registered;
+use circulatory_group_common::runner::Registered;
 
-use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::db;
-use circulatory_groups::runner::NoOptions;
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::effects::db;
+use circulatory_group_common::runner::NoOptions;
 
 pub const GROUP: &str = "vector-embedding";
 

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use circulatory_group_vector_embedding::{register, GROUP};
-use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{
+use circulatory_group_common::runner::NoOptions;
+use circulatory_group_common::testing::{
     self as support, eventually, publish_with_id, uuid, DatabaseOutage,
 };
+use circulatory_group_vector_embedding::{register, GROUP};
 use circulatory_testkit::{header, TestEnv};
 use serde_json::json;
 

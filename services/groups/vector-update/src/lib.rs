@@ -26,12 +26,12 @@ use circulatory::events::{
     EventPayload, RecommendationServed, RecommendedVideo, UserInterest, UserVectorUpdate,
     VideoViewed,
 };
-use circulatory_groups::runner::Registered;
+use circulatory_group_common::runner::Registered;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use circulatory_groups::deps::Deps;
-use circulatory_groups::effects::db;
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::effects::db;
 
 pub const GROUP: &str = "vector-update";
 

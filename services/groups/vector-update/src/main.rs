@@ -3,8 +3,9 @@
 use circulatory_group_vector_update::{register, GROUP};
 
 #[global_allocator]
-static ALLOCATOR: circulatory_groups::GroupAllocator = circulatory_groups::GroupAllocator;
+static ALLOCATOR: circulatory_group_common::GroupAllocator =
+    circulatory_group_common::GroupAllocator;
 
 fn main() -> std::process::ExitCode {
-    circulatory_groups::runner::main(GROUP, register)
+    circulatory_group_common::runner::main(GROUP, register)
 }

@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use circulatory::codec::avro_to_json;
-use circulatory_group_vector_update::{register, Options, GROUP};
-use circulatory_groups::testing::{
+use circulatory_group_common::testing::{
     self as support, eventually, publish_with_id, uuid, DatabaseOutage,
 };
+use circulatory_group_vector_update::{register, Options, GROUP};
 use circulatory_testkit::{header, read_records, TestEnv};
 use rdkafka::Message;
 use serde_json::json;

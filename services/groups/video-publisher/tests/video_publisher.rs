@@ -5,16 +5,16 @@
 
 use std::time::{Duration, Instant};
 
+use circulatory_group_common::runner::NoOptions;
+use circulatory_group_common::testing::{
+    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
+};
 use circulatory_group_transcoder::testing::{
     ffprobe, file_path, media_events, media_events_at_least, media_topic, of_type, sample_clip,
     uploaded, ScratchStore,
 };
 use circulatory_group_transcoder::TranscoderOptions;
 use circulatory_group_video_publisher::{register, GROUP};
-use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{
-    self as support, eventually, publish_with_id, uuid, DatabaseOutage,
-};
 use circulatory_testkit::TestEnv;
 use serde_json::json;
 

@@ -1,4 +1,4 @@
-//! The read side: what clients read back from the projections the consumer groups keep
+//! The read API: what clients read back from the projections the consumer groups keep
 //! (PostgreSQL tables, Redis feeds). The API never writes them; it only authorizes and pages.
 //!
 //! Common rules: a bearer token is required (401); ids in paths are UUIDs and page sizes are

@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use circulatory::auth::{claims_for, mint_hs256};
+use circulatory_group_common::deps::Deps;
+use circulatory_group_common::runner::NoOptions;
+use circulatory_group_common::testing::{self as support, Running};
 use circulatory_group_feed_fanout::FeedOptions;
 use circulatory_group_transcoder::testing::ScratchStore;
 use circulatory_group_transcoder::TranscoderOptions;
-use circulatory_groups::deps::Deps;
-use circulatory_groups::runner::NoOptions;
-use circulatory_groups::testing::{self as support, Running};
 use circulatory_ingest::config::Config;
 use circulatory_scenarios::video_post::{Connect, Target};
 use circulatory_testkit::TestEnv;

@@ -32,7 +32,7 @@ use circulatory::kafka::KafkaConfig;
 use circulatory::registry::{RegistryConfig, SchemaRegistry};
 use clap::{Args, Parser, Subcommand};
 
-/// The allocator the consumer-group binaries use (see `circulatory_groups`), so the group measured
+/// The allocator the consumer-group binaries use (see `circulatory_group_common`), so the group measured
 /// here allocates like a deployed one.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
