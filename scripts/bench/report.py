@@ -14,6 +14,8 @@ import statistics
 import sys
 import uuid
 
+from reporting import dispatch, read_meta  # scripts/bench/reporting.py, beside this file
+
 # The targets of the issue; do not tune them to the results.
 TARGET_BATCH_VS_PP = 0.8
 TARGET_SINGLE_VS_BARE = 0.5
@@ -174,14 +176,6 @@ def fmt(value, digits=0):
         return f"{value:,.{digits}f}"
     return f"{value:,.0f}"
 
-
-def read_meta(raw):
-    meta = {}
-    with open(os.path.join(raw, "meta.txt"), encoding="utf-8") as f:
-        for line in f:
-            key, _, value = line.rstrip("\n").partition("=")
-            meta[key] = value
-    return meta
 
 
 def proc_status(raw):
@@ -547,14 +541,6 @@ def cmd_render(raw, md_out, json_out):
         f.write("\n".join(out) + "\n")
 
 
-def main(argv):
-    commands = {"bodies": (cmd_bodies, 5), "oha": (cmd_oha, 1), "pp": (cmd_pp, 1),
-                "render": (cmd_render, 3)}
-    if len(argv) < 2 or argv[1] not in commands or len(argv) - 2 != commands[argv[1]][1]:
-        sys.exit(__doc__)
-    fn, _ = commands[argv[1]]
-    fn(*argv[2:])
-
-
 if __name__ == "__main__":
-    main(sys.argv)
+    dispatch(sys.argv, {"bodies": (cmd_bodies, 5), "oha": (cmd_oha, 1), "pp": (cmd_pp, 1),
+                        "render": (cmd_render, 3)}, __doc__)

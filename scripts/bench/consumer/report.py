@@ -14,6 +14,9 @@ import re
 import statistics
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from reporting import read_meta  # noqa: E402  (scripts/bench/reporting.py)
+
 # The targets of the benchmark; do not tune them to the results.
 TARGET_THROUGHPUT_RATIO = 0.7  # ConsumerGroup records/s ≥ 0.7 × ConsumerPerformance
 TARGET_P99_FACTOR = 2.0  # p99 send → handler ≤ 2 × EndToEndLatency p99
@@ -46,14 +49,6 @@ def load_json(path):
     except (OSError, ValueError):
         return None
 
-
-def read_meta(raw):
-    meta = {}
-    with open(os.path.join(raw, "meta.txt"), encoding="utf-8") as f:
-        for line in f:
-            key, _, value = line.rstrip("\n").partition("=")
-            meta[key] = value
-    return meta
 
 
 def consumer_perf(path):
