@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# What the benchmark harnesses share (sourced by scripts/bench/ingest and
-# scripts/bench/consumer/run): log lines, the commands file every run writes for its reader, free
+# What the benchmark harnesses share (sourced by scripts/bench/ingest, scripts/bench/consumer/run
+# and scripts/bench/peers/run): log lines, the commands file every run writes for its reader, free
 # ports, waiting for a server, the machine's load, the ingest's effective settings, the load
 # generator's install.
 #
